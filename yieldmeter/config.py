@@ -1,0 +1,172 @@
+"""One configuration model for every command, job launcher and test.
+
+Every setting is read from the environment with the prefix ``YIELDMETER_`` (or a ``.env``
+file in the working directory). A bad value stops start-up with one message that names
+the setting and what it accepts; see :func:`load_settings`.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+"""The checkout: infra/, jobs/ and dbt/ are read from here."""
+
+ENV_PREFIX = "YIELDMETER_"
+
+
+def _topic_name(value: str) -> str:
+    # Kafka's own rule (kafka.common.internals.Topic): 1-249 of [a-zA-Z0-9._-].
+    import re
+
+    if not re.fullmatch(r"[a-zA-Z0-9._-]{1,249}", value):
+        raise ValueError("a Kafka topic name is 1-249 characters of letters, digits, '.', '_' and '-'")
+    return value
+
+
+TopicName = Annotated[str, AfterValidator(_topic_name)]
+Port = Annotated[int, Field(ge=1024, le=65535)]
+
+
+class Settings(BaseSettings):
+    """yieldmeter's settings. Environment variable = ``YIELDMETER_`` + the field name in capitals."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        extra="ignore",
+        frozen=True,
+    )
+
+    state_dir: Path = Field(
+        Path(".yieldmeter"),
+        description="Folder for local state: broker data and logs, the embedded warehouse, "
+        "Flink checkpoints, fetched jars. Relative paths are resolved against the working directory.",
+    )
+    lib_dir: Path | None = Field(
+        None,
+        description="Folder holding the jars `make setup` fetched (kafka/ and flink/). Default: <state_dir>/lib.",
+    )
+
+    kafka_bootstrap: str | None = Field(
+        None,
+        description="Kafka bootstrap servers (host:port[,host:port]). Unset: the local broker that "
+        "`yieldmeter up` starts on 127.0.0.1:<kafka_port>. Set: those brokers are used and no local one starts.",
+    )
+    kafka_port: Port = Field(9092, description="Client port of the local broker.")
+    kafka_controller_port: Port = Field(9093, description="KRaft controller port of the local broker.")
+
+    clickhouse_url: str | None = Field(
+        None,
+        description="Warehouse URL: chdb:///path (embedded engine, one process per folder) or "
+        "http(s)://user:password@host:port/database. Default: chdb:///<state_dir>/warehouse.",
+    )
+
+    topic_events: TopicName = Field("usage.events", description="One event per LLM call (producers write).")
+    topic_outcomes: TopicName = Field("usage.outcomes", description="One event per business outcome.")
+    topic_prices: TopicName = Field("usage.prices", description="Price catalog, compacted, keyed by provider/model.")
+    topic_priced: TopicName = Field("usage.priced", description="Priced calls (Flink writes).")
+    topic_sessions: TopicName = Field("usage.sessions", description="Closed sessions (Flink writes).")
+    topic_dlq: TopicName = Field("usage.dlq", description="Dead letters: invalid input with its reason.")
+
+    slack_webhook_url: SecretStr | None = Field(
+        None, description="Slack Incoming Webhook for alerts. Unset: alerts are stored and printed."
+    )
+
+    flink_parallelism: int = Field(2, ge=1, le=256, description="Parallelism of the Flink jobs.")
+    flink_python: Path | None = Field(
+        None,
+        description="Python of the Flink environment (apache-flink). Default: <project>/.venv-flink/bin/python.",
+    )
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _bootstrap(cls, value: str | None) -> str | None:
+        if value is None or value.strip() == "":
+            return None
+        for server in value.split(","):
+            host, sep, port = server.strip().rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"'{server}' is not host:port; give a comma-separated list of host:port")
+        return value
+
+    @field_validator("clickhouse_url")
+    @classmethod
+    def _clickhouse_url(cls, value: str | None) -> str | None:
+        if value is None or value.strip() == "":
+            return None
+        parts = urlsplit(value)
+        if parts.scheme == "chdb":
+            if not parts.path or parts.path == "/":
+                raise ValueError("a chdb URL names a folder: chdb:///absolute/path")
+        elif parts.scheme in ("http", "https"):
+            if not parts.hostname:
+                raise ValueError("an http(s) URL names a host: http://user:password@host:8123/database")
+        else:
+            raise ValueError("use chdb:///path for the embedded engine or http(s)://user:password@host:port/db")
+        return value
+
+    # --- derived values: computed here so nothing else spells out a default path --------------
+
+    @cached_property
+    def state_path(self) -> Path:
+        return self.state_dir.expanduser().resolve()
+
+    @cached_property
+    def lib_path(self) -> Path:
+        return (self.lib_dir or self.state_path / "lib").expanduser().resolve()
+
+    @property
+    def uses_local_kafka(self) -> bool:
+        return self.kafka_bootstrap is None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.kafka_bootstrap or f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def warehouse_url(self) -> str:
+        return self.clickhouse_url or f"chdb://{self.state_path / 'warehouse'}"
+
+    @property
+    def flink_python_path(self) -> Path:
+        return self.flink_python or PROJECT_ROOT / ".venv-flink" / "bin" / "python"
+
+    @property
+    def topics(self) -> dict[str, str]:
+        """Logical topic key (as in infra/topics.yaml) -> topic name."""
+        return {
+            "events": self.topic_events,
+            "outcomes": self.topic_outcomes,
+            "prices": self.topic_prices,
+            "priced": self.topic_priced,
+            "sessions": self.topic_sessions,
+            "dlq": self.topic_dlq,
+        }
+
+
+class ConfigError(Exception):
+    """A setting has a value it cannot take; the message names the setting and the fix."""
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    lines = []
+    for problem in error.errors():
+        field = str(problem["loc"][0]) if problem["loc"] else "?"
+        reason = problem["msg"].removeprefix("Value error, ")
+        lines.append(f"{ENV_PREFIX}{field.upper()}={problem.get('input')!r}: {reason}")
+    return "Invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def load_settings(**overrides) -> Settings:
+    """Read the settings; raise ConfigError with a readable message instead of a traceback."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        raise ConfigError(describe_validation_error(error)) from None
