@@ -7,6 +7,8 @@ the setting and what it accepts; see :func:`load_settings`.
 
 from __future__ import annotations
 
+from yieldmeter.errors import YieldmeterError
+
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated
@@ -151,7 +153,7 @@ class Settings(BaseSettings):
         }
 
 
-class ConfigError(Exception):
+class ConfigError(YieldmeterError):
     """A setting has a value it cannot take; the message names the setting and the fix."""
 
 

@@ -1,0 +1,77 @@
+# yieldmeter — `make help` lists the targets. Every target installs what it needs first,
+# so `make demo` or `make test` works as the first command on a fresh clone.
+
+PYTHON      ?= python3
+STATE       ?= $(or $(YIELDMETER_STATE_DIR),.yieldmeter)
+LIB         := $(or $(YIELDMETER_LIB_DIR),$(STATE)/lib)
+APP_VENV    := .venv
+FLINK_VENV  := .venv-flink
+MVN         := mvn -q -B -Dstyle.color=never
+MVN_COPY    := org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies -DincludeScope=runtime
+
+# Sentinels: each is rebuilt only when what it is made from changes (idempotent setup).
+APP_OK      := $(APP_VENV)/.installed
+FLINK_OK    := $(FLINK_VENV)/.installed
+KAFKA_JARS  := $(LIB)/kafka/.fetched
+FLINK_JARS  := $(LIB)/flink/.fetched
+
+.DEFAULT_GOAL := help
+.PHONY: help setup test test-unit demo bench up down status lock clean
+
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+setup: $(APP_OK) $(FLINK_OK) $(KAFKA_JARS) $(FLINK_JARS) ## Create both environments and fetch the Kafka and Flink connector jars (idempotent)
+
+$(APP_OK): requirements/app.lock pyproject.toml
+	$(PYTHON) -m venv $(APP_VENV)
+	$(APP_VENV)/bin/pip install -q --disable-pip-version-check -r requirements/app.lock
+	$(APP_VENV)/bin/pip install -q --disable-pip-version-check --no-deps -e .
+	$(APP_VENV)/bin/pip check
+	@touch $@
+
+# The Flink jobs get their own environment: apache-flink needs protobuf<6, dbt-core needs 6.
+$(FLINK_OK): requirements/flink.lock
+	$(PYTHON) -m venv $(FLINK_VENV)
+	$(FLINK_VENV)/bin/pip install -q --disable-pip-version-check -r requirements/flink.lock
+	$(FLINK_VENV)/bin/pip check
+	@touch $@
+
+$(KAFKA_JARS): infra/maven/kafka/pom.xml
+	rm -rf $(LIB)/kafka
+	$(MVN) -f $< $(MVN_COPY) -DoutputDirectory=$(abspath $(LIB)/kafka)
+	@touch $@
+
+$(FLINK_JARS): infra/maven/flink/pom.xml
+	rm -rf $(LIB)/flink
+	$(MVN) -f $< $(MVN_COPY) -DoutputDirectory=$(abspath $(LIB)/flink)
+	@touch $@
+
+test: setup ## Run the whole test suite on real Kafka, Flink and ClickHouse
+	$(APP_VENV)/bin/pytest
+
+test-unit: $(APP_OK) ## Run only the tests that need no services
+	$(APP_VENV)/bin/pytest -m unit
+
+demo: setup ## Start Kafka, migrate the warehouse, run the pipeline on a simulated workload
+	$(APP_VENV)/bin/yieldmeter demo
+
+bench: setup ## Run the benchmarks and print their figures
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(APP_VENV)/bin/python $$b || exit 1; done
+
+up: setup ## Start the local Kafka broker
+	$(APP_VENV)/bin/yieldmeter up
+down: $(APP_OK) ## Stop the local Kafka broker
+	$(APP_VENV)/bin/yieldmeter down
+status: $(APP_OK) ## Show what runs
+	$(APP_VENV)/bin/yieldmeter status
+
+lock: ## Re-resolve requirements/*.lock from pyproject.toml (needs PyPI)
+	rm -rf /tmp/ym-lock && $(PYTHON) -m venv /tmp/ym-lock/app && /tmp/ym-lock/app/bin/pip install -q ".[dev]" \
+	  && /tmp/ym-lock/app/bin/pip freeze --exclude yieldmeter > requirements/app.lock
+	$(PYTHON) -m venv /tmp/ym-lock/flink && /tmp/ym-lock/flink/bin/pip install -q "apache-flink==2.2.1" \
+	  && /tmp/ym-lock/flink/bin/pip freeze > requirements/flink.lock
+
+clean: ## Stop the broker and remove environments and local state
+	-[ -x $(APP_VENV)/bin/yieldmeter ] && $(APP_VENV)/bin/yieldmeter down
+	rm -rf $(APP_VENV) $(FLINK_VENV) $(STATE)

@@ -1,0 +1,34 @@
+"""The `yieldmeter` command. One module per command group; this file only wires them."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from yieldmeter.cli import demo, flink, services, warehouse
+from yieldmeter.cli.output import console
+from yieldmeter.errors import YieldmeterError
+
+app = typer.Typer(
+    name="yieldmeter",
+    help="Value against volume for LLM token spend: Kafka, PyFlink, ClickHouse and dbt.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+)
+app.command()(services.up)
+app.command()(services.down)
+app.command()(services.status)
+app.command()(services.topics)
+app.command()(warehouse.migrate)
+app.add_typer(flink.app, name="flink")
+app.command()(demo.demo)
+
+
+def main() -> None:
+    try:
+        app()
+    except YieldmeterError as error:
+        console.print(f"[red]error:[/red] {error}", highlight=False)
+        sys.exit(1)

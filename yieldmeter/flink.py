@@ -1,0 +1,111 @@
+"""Run a PyFlink job file from jobs/ in the Flink environment, as a subprocess.
+
+The job gets its whole configuration on the command line (bootstrap servers, topics,
+parallelism, checkpoint folder, connector jars): nothing is read from the app's settings
+inside the job, so the same file runs on the local mini-cluster and on a Flink cluster.
+"""
+
+from __future__ import annotations
+
+from yieldmeter.errors import YieldmeterError
+
+import os
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from yieldmeter.config import ENV_PREFIX, PROJECT_ROOT, Settings
+
+JOBS_DIR = PROJECT_ROOT / "jobs"
+
+
+class FlinkError(YieldmeterError):
+    """A job could not start or failed; the message carries the end of its log."""
+
+
+@dataclass
+class FlinkJob:
+    name: str
+    process: subprocess.Popen
+    log: Path
+    command: list[str] = field(repr=False)
+
+    def wait(self, timeout_s: float | None = None) -> None:
+        try:
+            code = self.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            raise FlinkError(f"Job {self.name} did not finish within {timeout_s:.0f}s.\n{self.log_tail()}") from None
+        if code != 0:
+            raise FlinkError(f"Job {self.name} failed with exit code {code}.\n{self.log_tail()}")
+
+    def stop(self, timeout_s: float = 30) -> None:
+        """Cancel the job: SIGTERM to its process group (Python driver + the mini-cluster JVM)."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, 15)
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, 9)
+                self.process.wait()
+
+    def kill(self) -> None:
+        """SIGKILL the whole job, as a crash would."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, 9)
+            self.process.wait()
+
+    def log_tail(self, lines: int = 40) -> str:
+        text = self.log.read_text(errors="replace").splitlines() if self.log.exists() else []
+        # Java stack traces are long; the useful line is usually the last "Caused by".
+        return f"Last lines of {self.log}:\n" + "\n".join(text[-lines:])
+
+
+def connector_jars(settings: Settings) -> list[Path]:
+    jars = sorted((settings.lib_path / "flink").glob("*.jar"))
+    if not jars:
+        raise FlinkError(f"No Flink connector jars in {settings.lib_path / 'flink'}. Run `make setup`.")
+    return jars
+
+
+def job_arguments(job: str, settings: Settings, **job_args: str | int | bool) -> list[str]:
+    """The command line a job file receives: shared options from the settings, then its own."""
+    state = settings.state_path / "flink"
+    args = {
+        "bootstrap": settings.bootstrap_servers,
+        "group-id": f"yieldmeter-{job}",
+        "parallelism": settings.flink_parallelism,
+        "checkpoint-dir": (state / "checkpoints" / job).as_uri(),
+        "jars": ";".join(jar.as_uri() for jar in connector_jars(settings)),
+    } | {key.replace("_", "-"): value for key, value in job_args.items()}
+    argv = []
+    for key, value in args.items():
+        if value is True:
+            argv.append(f"--{key}")
+        elif value is not False and value is not None:
+            argv += [f"--{key}", str(value)]
+    return argv
+
+
+def start_job(job: str, settings: Settings, **job_args: str | int | bool) -> FlinkJob:
+    """Start jobs/<job>.py on the local mini-cluster; returns at once (see FlinkJob.wait)."""
+    script = JOBS_DIR / f"{job}.py"
+    if not script.exists():
+        known = ", ".join(sorted(p.stem for p in JOBS_DIR.glob("*.py") if p.stem != "common"))
+        raise FlinkError(f"No job named {job!r}; jobs: {known}")
+    python = settings.flink_python_path
+    if not python.exists():
+        raise FlinkError(f"No Flink environment at {python}. Run `make setup`, or set {ENV_PREFIX}FLINK_PYTHON.")
+    logs = settings.state_path / "flink" / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    command = [str(python), str(script), *job_arguments(job, settings, **job_args)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")} | {"FLINK_LOG_DIR": str(logs)}
+    log = logs / f"{job}.out"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    return FlinkJob(job, process, log, command)
+
+
+def run_job(job: str, settings: Settings, timeout_s: float | None = None, **job_args: str | int | bool) -> None:
+    """Run a bounded job to completion."""
+    start_job(job, settings, **job_args).wait(timeout_s)
