@@ -162,7 +162,7 @@ def describe_validation_error(error: ValidationError) -> str:
     for problem in error.errors():
         field = str(problem["loc"][0]) if problem["loc"] else "?"
         reason = problem["msg"].removeprefix("Value error, ")
-        lines.append(f"{ENV_PREFIX}{field.upper()}={problem.get('input')!r}: {reason}")
+        lines.append(f"{ENV_PREFIX}{field.upper()}={problem.get('input')}: {reason}")
     return "Invalid configuration:\n  " + "\n  ".join(lines)
 
 

@@ -6,7 +6,7 @@ from rich.console import Console
 
 from yieldmeter.config import Settings, load_settings
 
-console = Console(highlight=False)
+console = Console(highlight=False, soft_wrap=True)  # no hard wraps: output stays greppable
 
 
 def settings() -> Settings:

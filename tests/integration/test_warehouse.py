@@ -1,0 +1,76 @@
+"""Migrations and access on the real ClickHouse engine (chdb, in-process)."""
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from yieldmeter.warehouse import (
+    Migration, WarehouseBusy, WarehouseError, applied_migrations, connect, load_migrations, migrate,
+    open_warehouse, redact, rollback,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def tables(client) -> set[str]:
+    return {row[0] for row in client.query("SHOW TABLES").result_rows}
+
+
+def test_migrations_apply_once(warehouse_url):
+    with open_warehouse(warehouse_url) as client:
+        first = migrate(client)
+        assert [m.version for m in first] == [m.version for m in load_migrations()]
+        before = tables(client)
+        assert {"schema_migrations", "dead_letters"} <= before
+        assert migrate(client) == []  # running twice changes nothing
+        assert tables(client) == before
+        assert sorted(applied_migrations(client)) == [m.version for m in load_migrations()]
+
+
+def test_changed_migration_is_refused_and_rollback_works(warehouse_url):
+    create = Migration(1, "things", "CREATE TABLE things (a UInt8) ENGINE = MergeTree ORDER BY a;", "DROP TABLE things;")
+    with open_warehouse(warehouse_url) as client:
+        assert migrate(client, [create]) == [create]
+        edited = Migration(1, "things", create.up.replace("UInt8", "UInt16"), create.down)
+        with pytest.raises(WarehouseError, match="changed after it was applied"):
+            migrate(client, [edited])
+        assert rollback(client, 0, [create]) == [create]
+        assert "things" not in tables(client)
+        assert applied_migrations(client) == {}
+
+
+def test_statement_splitting_ignores_comments():
+    sql = "-- a comment; with a semicolon\nCREATE TABLE a (x UInt8) ENGINE = Memory;\n\nSELECT ';';\n"
+    assert Migration.statements(sql) == ["CREATE TABLE a (x UInt8) ENGINE = Memory", "SELECT ';'"]
+
+
+def test_busy_folder_names_the_holder(tmp_path):
+    url = f"chdb://{tmp_path / 'warehouse'}"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import sys, time
+            from yieldmeter.warehouse import connect
+            client = connect({url!r})
+            client.query("SELECT 1")
+            print("ready", flush=True)
+            sys.stdin.read()
+        """)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        with pytest.raises(WarehouseBusy) as busy:
+            connect(url)
+        assert busy.value.pid == holder.pid
+        assert f"process {holder.pid}" in str(busy.value) and "YIELDMETER_CLICKHOUSE_URL" in str(busy.value)
+    finally:
+        holder.communicate("")
+    with open_warehouse(url) as client:  # free again once the holder exited
+        assert client.query("SELECT 1").result_rows == [(1,)]
+
+
+def test_redact_hides_password():
+    assert redact("https://ym:s3cret@ch.example:8443/db") == "https://ym:***@ch.example:8443/db"
+    assert redact("chdb:///tmp/x") == "chdb:///tmp/x"

@@ -1,0 +1,61 @@
+import subprocess
+import sys
+
+import pytest
+
+from yieldmeter.config import ConfigError, load_settings
+
+pytestmark = pytest.mark.unit
+
+
+def test_defaults_are_local(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(_env_file=None)
+    assert settings.uses_local_kafka
+    assert settings.bootstrap_servers == "127.0.0.1:9092"
+    assert settings.warehouse_url == f"chdb://{tmp_path / '.yieldmeter' / 'warehouse'}"
+    assert settings.lib_path == tmp_path / ".yieldmeter" / "lib"
+    assert settings.topics["events"] == "usage.events"
+    assert settings.slack_webhook_url is None
+
+
+def test_environment_overrides(monkeypatch):
+    monkeypatch.setenv("YIELDMETER_KAFKA_BOOTSTRAP", "k1:9092,k2:9092")
+    monkeypatch.setenv("YIELDMETER_CLICKHOUSE_URL", "https://ym:secret@ch.example:8443/yieldmeter")
+    monkeypatch.setenv("YIELDMETER_TOPIC_EVENTS", "acme.usage.events")
+    settings = load_settings(_env_file=None)
+    assert not settings.uses_local_kafka
+    assert settings.bootstrap_servers == "k1:9092,k2:9092"
+    assert settings.topics["events"] == "acme.usage.events"
+    assert settings.warehouse_url.startswith("https://")
+
+
+@pytest.mark.parametrize(
+    "variable, value, expected",
+    [
+        ("YIELDMETER_KAFKA_PORT", "80", "greater than or equal to 1024"),
+        ("YIELDMETER_KAFKA_PORT", "ninety", "valid integer"),
+        ("YIELDMETER_KAFKA_BOOTSTRAP", "localhost", "is not host:port"),
+        ("YIELDMETER_CLICKHOUSE_URL", "postgres://db", "chdb:///path"),
+        ("YIELDMETER_CLICKHOUSE_URL", "chdb://", "names a folder"),
+        ("YIELDMETER_TOPIC_DLQ", "bad topic!", "Kafka topic name"),
+        ("YIELDMETER_FLINK_PARALLELISM", "0", "greater than or equal to 1"),
+    ],
+)
+def test_bad_value_names_the_setting(monkeypatch, variable, value, expected):
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError) as raised:
+        load_settings(_env_file=None)
+    message = str(raised.value)
+    assert variable in message and expected in message
+
+
+def test_cli_reports_bad_config_without_traceback(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "YIELDMETER_KAFKA_PORT": "80", "HOME": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-m", "yieldmeter", "status"], capture_output=True, text=True, env=env, cwd=tmp_path
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 1
+    assert "YIELDMETER_KAFKA_PORT=80" in output and "1024" in output
+    assert "Traceback" not in output

@@ -1,0 +1,3 @@
+from yieldmeter.cli import main
+
+main()
