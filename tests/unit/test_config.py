@@ -59,3 +59,11 @@ def test_cli_reports_bad_config_without_traceback(tmp_path):
     assert result.returncode == 1
     assert "YIELDMETER_KAFKA_PORT=80" in output and "1024" in output
     assert "Traceback" not in output
+
+
+def test_readme_documents_every_setting():
+    from yieldmeter.config import PROJECT_ROOT, Settings
+
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    missing = [name for name in Settings.model_fields if f"`YIELDMETER_{name.upper()}`" not in readme]
+    assert not missing, f"README's configuration table lacks: {missing}"
