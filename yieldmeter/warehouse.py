@@ -85,11 +85,16 @@ def lock_holder(path: Path) -> LockHolder | None:
     return LockHolder(pid, command or "unknown command")
 
 
+def embedded_path(url: str) -> Path | None:
+    """The folder of an embedded (chdb) warehouse URL; None for a server URL."""
+    parts = urlsplit(url)
+    return Path(parts.path) if parts.scheme == "chdb" else None
+
+
 def connect(url: str) -> Client:
     """A clickhouse-connect client for a chdb:/// or http(s):// URL."""
-    parts = urlsplit(url)
-    if parts.scheme == "chdb":
-        path = Path(parts.path)
+    path = embedded_path(url)
+    if path is not None:
         path.mkdir(parents=True, exist_ok=True)
         holder = lock_holder(path)
         if holder is not None and holder.pid != os.getpid():

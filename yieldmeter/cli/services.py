@@ -8,7 +8,7 @@ from yieldmeter.cli.output import console, settings
 from yieldmeter.config import ENV_PREFIX
 from yieldmeter.kafka_local import LocalKafka
 from yieldmeter.topics import ensure_topics
-from yieldmeter.warehouse import WarehouseBusy, applied_migrations, open_warehouse, redact
+from yieldmeter.warehouse import WarehouseBusy, applied_migrations, embedded_path, open_warehouse, redact
 
 
 def up() -> None:
@@ -56,13 +56,16 @@ def status() -> None:
         table.add_row("kafka (external)", "configured", config.bootstrap_servers)
 
     url = config.warehouse_url
+    folder = embedded_path(url)
     try:
+        if folder is not None and not folder.exists():
+            raise FileNotFoundError("not created yet (`yieldmeter migrate` creates it)")
         with open_warehouse(url) as client:
             state = f"[green]ok[/green], {len(applied_migrations(client))} migrations applied"
     except WarehouseBusy as busy:
         state = f"[yellow]busy[/yellow]: held by pid {busy.pid}"
     except Exception as error:  # status reports, it does not fail
-        state = f"[red]unreachable[/red]: {error}"
+        state = f"[yellow]not available[/yellow]: {error}"
     table.add_row("warehouse", state, redact(url))
 
     python = config.flink_python_path
