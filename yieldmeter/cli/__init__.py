@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from yieldmeter.cli import demo, flink, services, warehouse
+from yieldmeter.cli import demo, flink, prices, services, warehouse
 from yieldmeter.cli.output import console
 from yieldmeter.errors import YieldmeterError
 
@@ -23,6 +23,7 @@ app.command()(services.status)
 app.command()(services.topics)
 app.command()(warehouse.migrate)
 app.add_typer(flink.app, name="flink")
+app.add_typer(prices.app, name="prices")
 app.command()(demo.demo)
 
 
