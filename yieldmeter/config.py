@@ -72,7 +72,7 @@ class Settings(BaseSettings):
 
     topic_events: TopicName = Field("usage.events", description="One event per LLM call (producers write).")
     topic_outcomes: TopicName = Field("usage.outcomes", description="One event per business outcome.")
-    topic_prices: TopicName = Field("usage.prices", description="Price catalog, compacted, keyed by provider/model.")
+    topic_prices: TopicName = Field("usage.prices", description="Price catalog and org discounts, compacted, keyed by price id.")
     topic_priced: TopicName = Field("usage.priced", description="Priced calls (Flink writes).")
     topic_sessions: TopicName = Field("usage.sessions", description="Closed sessions (Flink writes).")
     topic_dlq: TopicName = Field("usage.dlq", description="Dead letters: invalid input with its reason.")

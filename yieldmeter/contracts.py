@@ -392,7 +392,7 @@ class PriceRecord(_Contract):
 
     @property
     def key(self) -> str:
-        """Kafka key on the compacted prices topic: one price history per provider/model/tier."""
+        """The price history this record belongs to: one per provider/model/tier (its price_id adds the time)."""
         return f"{self.provider}/{self.model}/{self.service_tier}"
 
     @property
