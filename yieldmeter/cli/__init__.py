@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from yieldmeter.cli import demo, flink, prices, services, warehouse
+from yieldmeter.cli import demo, flink, prices, produce, services, warehouse
 from yieldmeter.cli.output import console
 from yieldmeter.errors import YieldmeterError
 
@@ -25,6 +25,8 @@ app.command()(warehouse.migrate)
 app.add_typer(flink.app, name="flink")
 app.add_typer(prices.app, name="prices")
 app.command()(demo.demo)
+app.command()(produce.produce)
+app.command()(produce.normalize)
 
 
 def main() -> None:
