@@ -17,6 +17,7 @@ import logging
 import os
 import re
 import resource
+import shutil
 import socket
 import subprocess
 import sys
@@ -187,6 +188,7 @@ def main() -> None:
         bench.cleanup(topics)
         if broker is not None:
             broker.stop()
+        shutil.rmtree(work, ignore_errors=True)  # the JSONL file and the broker's data
 
 
 def breakdown(settings: Settings, bench: Bench, topics: list[str], events: list, lines: list[bytes]) -> None:
