@@ -6,6 +6,7 @@ import sys
 
 import typer
 
+from yieldmeter.cli import alerts
 from yieldmeter.cli import demo, flink, prices, produce, services, warehouse
 from yieldmeter.cli.output import console
 from yieldmeter.errors import YieldmeterError
@@ -27,6 +28,7 @@ app.add_typer(prices.app, name="prices")
 app.command()(demo.demo)
 app.command()(produce.produce)
 app.command()(produce.normalize)
+app.command()(alerts.alerts)
 
 
 def main() -> None:

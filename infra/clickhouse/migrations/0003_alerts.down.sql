@@ -1,0 +1,2 @@
+DROP TABLE IF EXISTS alert_deliveries;
+DROP TABLE IF EXISTS alerts;

@@ -1,0 +1,20 @@
+"""Alerts: rules over the warehouse, incidents with a stable key, delivery to Slack.
+
+    config = load_config(path, default_webhook=settings.slack_webhook_url)
+    with open_warehouse(settings.warehouse_url) as client:
+        report = cycle(client, config, datetime.now(timezone.utc))
+
+Modules: model (Finding, Notice), rules (the registry), config (the alerts YAML),
+store (the alerts and alert_deliveries tables), slack (Block Kit, webhook delivery),
+engine (evaluate, plan, cycle).
+"""
+
+from yieldmeter.alerts.config import AlertsConfig, AlertsConfigError, load_config
+from yieldmeter.alerts.engine import CycleReport, Evaluation, cycle, evaluate, plan
+from yieldmeter.alerts.model import Event, Finding, Notice, Severity
+from yieldmeter.alerts.rules import PLANNED, RULES
+
+__all__ = [
+    "AlertsConfig", "AlertsConfigError", "CycleReport", "Evaluation", "Event", "Finding", "Notice", "PLANNED",
+    "RULES", "Severity", "cycle", "evaluate", "load_config", "plan",
+]
