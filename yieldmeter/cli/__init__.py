@@ -8,6 +8,7 @@ import typer
 
 from yieldmeter.cli import alerts
 from yieldmeter.cli import demo, flink, prices, produce, services, warehouse
+from yieldmeter.cli import simulate
 from yieldmeter.cli.output import console
 from yieldmeter.errors import YieldmeterError
 
@@ -29,6 +30,7 @@ app.command()(demo.demo)
 app.command()(produce.produce)
 app.command()(produce.normalize)
 app.command()(alerts.alerts)
+app.command()(simulate.simulate)
 
 
 def main() -> None:
