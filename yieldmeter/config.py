@@ -77,6 +77,11 @@ class Settings(BaseSettings):
     topic_sessions: TopicName = Field("usage.sessions", description="Closed sessions (Flink writes).")
     topic_dlq: TopicName = Field("usage.dlq", description="Dead letters: invalid input with its reason.")
 
+    retention_days: int = Field(
+        0, ge=0, le=36500,
+        description="Days the warehouse keeps calls, sessions, outcomes and dead letters (a TTL); 0 = keep forever.",
+    )
+
     slack_webhook_url: SecretStr | None = Field(
         None, description="Slack Incoming Webhook for alerts. Unset: alerts are stored and printed."
     )

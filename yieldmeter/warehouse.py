@@ -194,6 +194,31 @@ def migrate(client: Client, migrations: list[Migration] | None = None) -> list[M
     return applied
 
 
+# Tables with a retention TTL, and the time column it counts from. Prices and discounts are
+# history the repricing audit needs, so they are kept.
+RETENTION = {"calls": "occurred_at", "sessions": "ended_at", "outcomes": "occurred_at", "dead_letters": "rejected_at"}
+
+
+def apply_retention(client: Client, days: int) -> list[str]:
+    """Set (days > 0) or remove (0) the TTL of the tables in RETENTION that exist; return them."""
+    existing = {row[0] for row in client.query("SHOW TABLES").result_rows}
+    changed = []
+    for table, column in RETENTION.items():
+        if table not in existing:
+            continue
+        if days:
+            client.command(f"ALTER TABLE {table} MODIFY TTL toDateTime({column}) + INTERVAL {int(days)} DAY")
+        else:
+            ttl = client.query(
+                "SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = {t:String}",
+                parameters={"t": table},
+            ).result_rows[0][0]
+            if " TTL " in ttl:
+                client.command(f"ALTER TABLE {table} REMOVE TTL")
+        changed.append(table)
+    return changed
+
+
 def rollback(client: Client, to_version: int, migrations: list[Migration] | None = None) -> list[Migration]:
     """Run the down scripts of every applied migration above to_version, newest first."""
     migrations = load_migrations() if migrations is None else migrations

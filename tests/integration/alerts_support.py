@@ -1,9 +1,5 @@
-"""Shared by the alert tests: the hourly rollup they write to, and a real local Slack receiver.
-
-calls_hourly is created here with the shape the rollup migration will have (its owner
-adds it as migration 0005); CREATE ... IF NOT EXISTS, so once that migration exists the
-tests use the real table.
-"""
+"""Shared by the alert tests: rows for the hourly rollup (calls_hourly, migration 0005)
+they write to, and a real local Slack receiver."""
 
 from __future__ import annotations
 
@@ -14,30 +10,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-CALLS_HOURLY_DDL = """
-CREATE TABLE IF NOT EXISTS calls_hourly
-(
-    hour               DateTime('UTC'),
-    org_id             LowCardinality(String),
-    team               LowCardinality(String),
-    user_id            String,
-    app                LowCardinality(String),
-    provider           LowCardinality(String),
-    model              LowCardinality(String),
-    calls              UInt64,
-    input_tokens       UInt64,
-    cache_read_tokens  UInt64,
-    cache_write_tokens UInt64,
-    output_tokens      UInt64,
-    reasoning_tokens   UInt64,
-    cost_usd           Decimal(38, 12),
-    errors             UInt64,
-    unpriced_calls     UInt64
-)
-ENGINE = SummingMergeTree
-ORDER BY (hour, org_id, team, user_id, app, provider, model)
-"""
 
 COLUMNS = ["hour", "org_id", "team", "user_id", "app", "provider", "model", "calls", "input_tokens",
            "cache_read_tokens", "cache_write_tokens", "output_tokens", "reasoning_tokens", "cost_usd", "errors",
@@ -54,7 +26,6 @@ def hourly(hour: datetime, org="acme", team="support", app="support-bot", cost="
 
 
 def insert_hourly(client, rows: list[list]) -> None:
-    client.command(CALLS_HOURLY_DDL)
     if rows:
         client.insert("calls_hourly", rows, column_names=COLUMNS)
 

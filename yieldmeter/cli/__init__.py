@@ -6,9 +6,16 @@ import sys
 
 import typer
 
+# One import per line: each command module is added by its own small edit.
 from yieldmeter.cli import alerts
-from yieldmeter.cli import demo, flink, prices, produce, services, warehouse
+from yieldmeter.cli import demo
+from yieldmeter.cli import flink
+from yieldmeter.cli import prices
+from yieldmeter.cli import produce
+from yieldmeter.cli import services
 from yieldmeter.cli import simulate
+from yieldmeter.cli import sql
+from yieldmeter.cli import warehouse
 from yieldmeter.cli.output import console
 from yieldmeter.errors import YieldmeterError
 
@@ -24,6 +31,9 @@ app.command()(services.down)
 app.command()(services.status)
 app.command()(services.topics)
 app.command()(warehouse.migrate)
+app.command()(sql.sql)
+app.command()(warehouse.ingest)
+app.command()(warehouse.check)
 app.add_typer(flink.app, name="flink")
 app.add_typer(prices.app, name="prices")
 app.command()(demo.demo)

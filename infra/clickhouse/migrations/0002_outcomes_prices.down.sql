@@ -1,0 +1,3 @@
+DROP TABLE IF EXISTS org_discounts;
+DROP TABLE IF EXISTS prices;
+DROP TABLE IF EXISTS outcomes;

@@ -1,0 +1,2 @@
+DROP VIEW IF EXISTS calls_hourly_mv;
+DROP TABLE IF EXISTS calls_hourly;
