@@ -9,10 +9,24 @@ runs on the local mini-cluster (`yieldmeter flink run JOB`) and on a cluster
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
 from pathlib import Path
 from string import Template
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
-SQL_DIR = Path(__file__).resolve().parent / "sql"
+JOBS_DIR = Path(__file__).resolve().parent
+SQL_DIR = JOBS_DIR / "sql"
+UDF_DIR = JOBS_DIR / "udf"
+MODES = ("bounded", "continuous")
 
 
 def base_parser(description: str) -> argparse.ArgumentParser:
@@ -27,6 +41,9 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     mode.add_argument("--bounded", dest="bounded", action="store_true", default=True,
                       help="read up to the end offsets present at start, then finish (default)")
     mode.add_argument("--continuous", dest="bounded", action="store_false", help="run until cancelled")
+    parser.add_argument("--restore-from", help="checkpoint to resume from (default: the newest one in --checkpoint-dir)")
+    parser.add_argument("--fresh", action="store_true",
+                        help="discard the checkpoints in --checkpoint-dir and start from the committed group offsets")
     return parser
 
 
@@ -39,23 +56,158 @@ def table_environment(args, job_name: str):
         config.set("pipeline.jars", args.jars)
     config.set("parallelism.default", str(args.parallelism))
     config.set("pipeline.name", job_name)
+    config.set("table.local-time-zone", "UTC")  # every timestamp on the wire is UTC
+    # A failing job retries a few times, then fails for good (the default retries forever).
+    config.set("restart-strategy.type", "fixed-delay")
+    config.set("restart-strategy.fixed-delay.attempts", "3")
+    config.set("restart-strategy.fixed-delay.delay", "2 s")
     # Exactly-once Kafka sinks commit their transactions on checkpoints.
     config.set("execution.checkpointing.interval", args.checkpoint_interval)
     config.set("execution.checkpointing.mode", "EXACTLY_ONCE")
     if args.checkpoint_dir:
-        config.set("execution.checkpointing.dir", args.checkpoint_dir)
+        mode = "bounded" if args.bounded else "continuous"
+        config.set("execution.checkpointing.dir", f"{args.checkpoint_dir.rstrip('/')}/{mode}")
+        # Kept when the process dies (a crash, SIGKILL, Ctrl-C); dropped when a bounded run finishes.
         config.set("execution.checkpointing.externalized-checkpoint-retention", "RETAIN_ON_CANCELLATION")
+    restore = args.restore_from or latest_checkpoint(args)
+    if restore:
+        config.set("execution.state-recovery.path", restore)
+        # The resumed job owns the checkpoint: Flink deletes it once a newer one exists or the
+        # job finishes, so it is never resumed twice.
+        config.set("execution.state-recovery.claim-mode", "CLAIM")
     return t_env
 
 
-def kafka_options(args, topic: str, *, source: bool) -> str:
-    """The WITH (...) options of a Kafka table, filled from the command line."""
+# --- resuming after a crash ------------------------------------------------------------------
+#
+# Checkpoints live in <checkpoint-dir>/<mode>/<job id>/chk-<n>. A job resumes from the newest
+# completed one, which holds its Kafka positions, open sessions, dedup ids and prices, and the
+# exactly-once sinks' pending transactions: output committed before the crash is not written
+# again, and nothing after it is lost. A checkpoint of the other mode cannot be resumed (a
+# restored Kafka split keeps the end offset of the run that started it), so that is an error.
+
+
+def _local_dir(uri: str | None) -> Path | None:
+    if not uri:
+        return None
+    parts = urlsplit(uri)
+    if parts.scheme == "file":
+        return Path(url2pathname(parts.path))
+    return Path(uri) if not parts.scheme else None  # s3:// and the like: pass --restore-from
+
+
+def latest_checkpoint(args) -> str | None:
+    """The checkpoint this run resumes from, or None; cleans up what can never be resumed."""
+    root = _local_dir(args.checkpoint_dir)
+    if root is None or not root.exists():
+        return None
+    if args.fresh:
+        shutil.rmtree(root)
+        return None
+    completed = sorted(
+        (meta.stat().st_mtime, mode, meta.parent)
+        for mode in MODES
+        for meta in (root / mode).glob("*/chk-*/_metadata")
+    )
+    newest = completed[-1] if completed else None
+    for mode in MODES:  # older job folders are superseded; empty ones are left-overs
+        for job_dir in (root / mode).glob("*"):
+            if newest is None or job_dir != newest[2].parent:
+                shutil.rmtree(job_dir, ignore_errors=True)
+    if newest is None:
+        return None
+    _, mode, checkpoint = newest
+    wanted = "bounded" if args.bounded else "continuous"
+    if mode != wanted:
+        sys.exit(
+            f"The last {mode} run of this job did not finish; its state is in {checkpoint}. "
+            f"Run it again {'without --continuous' if mode == 'bounded' else 'with --continuous'} to resume it, "
+            "or pass --fresh to discard it (open sessions and pending output of that run are then lost)."
+        )
+    return checkpoint.as_uri()
+
+
+# --- durations -------------------------------------------------------------------------------
+
+_UNITS_MS = {"ms": 1, "s": 1000, "sec": 1000, "min": 60_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def duration_ms(text: str) -> int:
+    """'30min', '5 s', '24h', '1d', '500ms' -> milliseconds (argparse type)."""
+    match = re.fullmatch(r"\s*(\d+)\s*([a-z]+)\s*", text.lower())
+    if not match or match.group(2) not in _UNITS_MS:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a duration; write e.g. 30min, 5s, 24h, 1d or 500ms")
+    return int(match.group(1)) * _UNITS_MS[match.group(2)]
+
+
+def sql_interval(ms: int) -> str:
+    """A Flink SQL interval literal of exactly ms milliseconds."""
+    days, rest = divmod(ms, 86_400_000)
+    hours, rest = divmod(rest, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    seconds, millis = divmod(rest, 1000)
+    return f"INTERVAL '{days} {hours:02d}:{minutes:02d}:{seconds:02d}.{millis:03d}' DAY TO SECOND(3)"
+
+
+# --- the Java functions ----------------------------------------------------------------------
+#
+# The decoders (jobs/udf) are compiled here, once per source version, against the Flink jars of
+# this PyFlink, and shipped with the job through pipeline.jars: on a cluster too, the client
+# builds the jar and Flink sends it to the task managers. Needs a JDK (javac), as Maven does.
+
+# Without exported rules (--model-rules) model ids are only trimmed, lower-cased and stripped of a
+# path prefix and a date suffix; normalize.py's patterns, kept in step by a test.
+_NO_MODEL_RULES = json.dumps({
+    "provider_catalogue": {}, "aliases": {}, "providers": [],
+    "trailing_date": r"[-@](?:20\d\d-\d\d-\d\d|20\d\d\d\d\d\d)$", "gemini_version": r"^(gemini-.+)-\d{3}$",
+}).encode()
+
+
+def udf_jar(model_rules: str | None = None) -> Path:
+    """The jar of jobs/udf with model_rules.json inside (built if this version is not cached)."""
+    import pyflink
+
+    sources = sorted(UDF_DIR.rglob("*.java"))
+    rules = Path(model_rules).read_bytes() if model_rules else _NO_MODEL_RULES
+    flink_lib = Path(pyflink.__file__).parent / "lib"
+    digest = hashlib.sha256(rules + str(flink_lib).encode())
+    for source in sources:
+        digest.update(source.read_bytes())
+    cache = Path(model_rules).resolve().parent / "udf" if model_rules else Path(tempfile.gettempdir()) / "yieldmeter-udf"
+    jar = cache / f"yieldmeter-udf-{digest.hexdigest()[:16]}.jar"
+    if jar.exists():
+        return jar
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache) as build:
+        classpath = os.pathsep.join(str(j) for j in sorted(flink_lib.glob("*.jar")))
+        compiled = subprocess.run(
+            ["javac", "--release", "11", "-nowarn", "-d", build, "-cp", classpath, *map(str, sources)],
+            capture_output=True, text=True,
+        )
+        if compiled.returncode != 0:
+            raise SystemExit(f"Compiling the job's Java functions failed:\n{compiled.stderr}")
+        partial = Path(build) / "udf.jar"
+        with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as out:
+            out.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\n")
+            for path in sorted(Path(build).rglob("*.class")):
+                out.write(path, path.relative_to(build).as_posix())
+            out.writestr("dev/yieldmeter/flink/model_rules.json", rules)
+        os.replace(partial, jar)  # atomic: a concurrent build never sees half a jar
+    return jar
+
+
+def kafka_options(args, topic: str, *, source: bool, from_start: bool = False) -> str:
+    """The WITH (...) options of a Kafka table, filled from the command line.
+
+    A source resumes from its group's committed offsets, or with ``from_start`` reads the
+    topic from the beginning on every fresh start (a compacted catalog the job needs whole).
+    """
     options = {"connector": "kafka", "topic": topic, "properties.bootstrap.servers": args.bootstrap}
     if source:
         options |= {
             "properties.group.id": args.group_id,
             "properties.isolation.level": "read_committed",
-            "scan.startup.mode": "group-offsets",
+            "scan.startup.mode": "earliest-offset" if from_start else "group-offsets",
             "properties.auto.offset.reset": "earliest",
         }
         if args.bounded:

@@ -1,0 +1,364 @@
+package dev.yieldmeter.flink;
+
+import java.math.BigDecimal;
+import java.math.BigInteger;
+import java.time.DateTimeException;
+import java.time.Instant;
+import java.time.LocalDate;
+import java.time.ZoneOffset;
+import java.time.format.DateTimeFormatter;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.regex.Pattern;
+
+import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.core.JsonFactory;
+import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.core.JsonParser;
+import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.core.JsonToken;
+
+/**
+ * The wire rules of yieldmeter/contracts.py, shared by the decoders: how a JSON value is read,
+ * how timestamps parse, and how a problem is worded ("field: rule (got value)").
+ *
+ * <p>Jackson comes from Flink's own distribution (flink-shaded), so the jar ships no dependency.
+ */
+final class Wire {
+    private Wire() {}
+
+    static final JsonFactory JSON = new JsonFactory();
+
+    /** The rowtime of a record that has no valid time: far behind any watermark, so it never moves one. */
+    static final Instant NO_TIME = Instant.EPOCH;
+
+    static final long EARLIEST_EVENT_MS = 946_684_800_000L; // 2000-01-01T00:00:00Z
+    static final long MAX_FUTURE_MS = 5 * 60 * 1000L;
+    static final long MAX_COUNT = 1_000_000_000L;
+
+    private static final Pattern NOT_SPACE = Pattern.compile("[^\\p{IsWhite_Space}]");
+    private static final DateTimeFormatter WIRE_TIME =
+            DateTimeFormatter.ofPattern("yyyy-MM-dd'T'HH:mm:ss.SSS'Z'").withZone(ZoneOffset.UTC);
+
+    /** A JSON value that is not a scalar (object or array); its text is not kept. */
+    static final Object COMPOUND = new Object() {
+        @Override
+        public String toString() {
+            return "an object or array";
+        }
+    };
+
+    /** JSON null, as opposed to an absent key (Java null). */
+    static final Object NULL = new Object() {
+        @Override
+        public String toString() {
+            return "null";
+        }
+    };
+
+    /** Reads the scalar at the parser's current token; an object or array is skipped. */
+    static Object scalar(JsonParser p, JsonToken t) throws java.io.IOException {
+        switch (t) {
+            case VALUE_STRING:
+                return p.getText();
+            case VALUE_NUMBER_INT:
+                return p.getNumberType() == JsonParser.NumberType.BIG_INTEGER ? p.getBigIntegerValue() : (Object) p.getLongValue();
+            case VALUE_NUMBER_FLOAT:
+                return p.getDecimalValue();
+            case VALUE_TRUE:
+                return Boolean.TRUE;
+            case VALUE_FALSE:
+                return Boolean.FALSE;
+            case VALUE_NULL:
+                return NULL;
+            default:
+                p.skipChildren();
+                return COMPOUND;
+        }
+    }
+
+    /** After the top-level value: anything but the end of input is an error. */
+    static void expectEnd(JsonParser p) throws java.io.IOException {
+        if (p.nextToken() != null) {
+            throw new java.io.IOException("unexpected content after the JSON object");
+        }
+    }
+
+    // --- problems ------------------------------------------------------------------------------
+
+    /** Problems of one record, one line each, worded like yieldmeter.contracts.explain. */
+    static final class Problems {
+        private final List<String> lines = new ArrayList<>(2);
+
+        void add(String field, String message) {
+            lines.add(field + ": " + message);
+        }
+
+        /** As pydantic shows it: the offending value for strings and numbers, nothing for null or objects. */
+        void add(String field, String message, Object got) {
+            boolean show = got instanceof String || got instanceof Number || got instanceof Boolean;
+            lines.add(field + ": " + message + (show ? " (got " + shown(got) + ")" : ""));
+        }
+
+        boolean isEmpty() {
+            return lines.isEmpty();
+        }
+
+        String text() {
+            return lines.isEmpty() ? null : String.join("\n", lines);
+        }
+    }
+
+    static String shown(Object value) {
+        if (value instanceof Boolean) {
+            return (Boolean) value ? "True" : "False";
+        }
+        if (value instanceof String) {
+            String s = (String) value;
+            String quoted = "'" + s.replace("\\", "\\\\").replace("'", "\\'") + "'";
+            return quoted.length() > 80 ? quoted.substring(0, 80) : quoted;
+        }
+        return String.valueOf(value);
+    }
+
+    // --- field rules ---------------------------------------------------------------------------
+
+    static int length(String s) {
+        return s.codePointCount(0, s.length());
+    }
+
+    /** contracts.Name / ModelId: a string of 1..max characters with at least one non-blank one. */
+    static String name(Problems problems, String field, Object value, int max) {
+        if (!(value instanceof String)) {
+            problems.add(field, "Input should be a valid string", value);
+            return null;
+        }
+        String s = (String) value;
+        int n = length(s);
+        if (n < 1) {
+            problems.add(field, "String should have at least 1 character", value);
+        } else if (n > max) {
+            problems.add(field, "String should have at most " + max + " characters", value);
+        } else if (!NOT_SPACE.matcher(s).find()) {
+            problems.add(field, "String should match pattern '\\S'", value);
+        } else {
+            return s;
+        }
+        return null;
+    }
+
+    /** contracts.Identifier: lower-cased, then [a-z0-9][a-z0-9._-]{0,63}. */
+    static String identifier(Problems problems, String field, Object value) {
+        if (!(value instanceof String)) {
+            problems.add(field, "Input should be a valid string", value);
+            return null;
+        }
+        String s = ((String) value).toLowerCase(java.util.Locale.ROOT);
+        int n = s.length();
+        boolean ok = n >= 1 && n <= 64 && isAlnum(s.charAt(0));
+        for (int i = 1; ok && i < n; i++) {
+            char c = s.charAt(i);
+            ok = isAlnum(c) || c == '.' || c == '_' || c == '-';
+        }
+        if (!ok) {
+            problems.add(field, "String should match pattern '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$'", value);
+            return null;
+        }
+        return s;
+    }
+
+    private static boolean isAlnum(char c) {
+        return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+    }
+
+    /** A strict JSON integer in [0, max]: true, 12.0 and "12" are not counts. */
+    static Long count(Problems problems, String field, Object value, long max) {
+        if (value instanceof Long) {
+            long v = (Long) value;
+            if (v < 0) {
+                problems.add(field, "Input should be greater than or equal to 0", value);
+            } else if (v > max) {
+                problems.add(field, "Input should be less than or equal to " + max, value);
+            } else {
+                return v;
+            }
+        } else if (value instanceof BigInteger) {
+            boolean negative = ((BigInteger) value).signum() < 0;
+            problems.add(field, negative ? "Input should be greater than or equal to 0"
+                    : "Input should be less than or equal to " + max, value);
+        } else {
+            problems.add(field, "Input should be a valid integer", value);
+        }
+        return null;
+    }
+
+    /**
+     * contracts.Usd / Percent: a non-negative decimal written as a string (or a JSON number, read
+     * exactly), with at most maxDigits digits of which at most places after the point.
+     */
+    static BigDecimal decimal(Problems problems, String field, Object value, int maxDigits, int places, BigDecimal max) {
+        BigDecimal d = null;
+        if (value instanceof String) {
+            String s = ((String) value).trim();
+            if (s.matches("[+-]?(\\d+(\\.\\d*)?|\\.\\d+)([eE][+-]?\\d+)?")) {
+                d = new BigDecimal(s);
+            }
+        } else if (value instanceof BigDecimal) {
+            d = (BigDecimal) value;
+        } else if (value instanceof Long || value instanceof BigInteger) {
+            d = new BigDecimal(value.toString());
+        }
+        if (d == null) {
+            problems.add(field, "Input should be a valid decimal", value);
+            return null;
+        }
+        BigDecimal plain = d.stripTrailingZeros();
+        int scale = Math.max(plain.scale(), 0);
+        int digits = Math.max(plain.precision() - plain.scale(), 0) + scale;
+        if (d.signum() < 0) {
+            problems.add(field, "Input should be greater than or equal to 0", value);
+        } else if (max != null && d.compareTo(max) > 0) {
+            problems.add(field, "Input should be less than or equal to " + max.toPlainString(), value);
+        } else if (scale > places) {
+            problems.add(field, "Decimal input should have no more than " + places + " decimal places", value);
+        } else if (digits > maxDigits) {
+            problems.add(field, "Decimal input should have no more than " + maxDigits + " digits in total", value);
+        } else {
+            return d.setScale(places);
+        }
+        return null;
+    }
+
+    // --- time ----------------------------------------------------------------------------------
+
+    /** Why a timestamp string does not parse; the message is the contract's. */
+    static final class BadTime extends Exception {
+        BadTime(String message) {
+            super(message, null, false, false);
+        }
+    }
+
+    /**
+     * Epoch milliseconds of an ISO-8601 timestamp with a UTC offset, truncated to milliseconds,
+     * accepting what the contract's parser accepts: YYYY-MM-DD, a separator (T, t, space or _),
+     * HH:MM[:SS[.fraction]] (fraction after '.' or ','), then Z/z or +HH:MM / +HHMM.
+     * Unix numbers, naive times and dates alone are refused.
+     */
+    static long parseTime(String s) throws BadTime {
+        int n = s.length();
+        if (n < 10 || !digits(s, 0, 4) || s.charAt(4) != '-' || !digits(s, 5, 2) || s.charAt(7) != '-' || !digits(s, 8, 2)) {
+            throw new BadTime("must be an ISO-8601 string with a UTC offset, e.g. 2026-11-22T13:00:00.123Z");
+        }
+        int year = num(s, 0, 4), month = num(s, 5, 2), day = num(s, 8, 2);
+        LocalDate date;
+        try {
+            date = LocalDate.of(year, month, day);
+        } catch (DateTimeException e) {
+            throw new BadTime("Input should be a valid datetime or date, day value is outside expected range");
+        }
+        if (n == 10) {
+            throw new BadTime("must carry a UTC offset or 'Z'; naive times are ambiguous");
+        }
+        char sep = s.charAt(10);
+        if (sep != 'T' && sep != 't' && sep != ' ' && sep != '_') {
+            throw bad();
+        }
+        int i = 11;
+        if (n < i + 5 || !digits(s, i, 2) || s.charAt(i + 2) != ':' || !digits(s, i + 3, 2)) {
+            throw bad();
+        }
+        int hour = num(s, i, 2), minute = num(s, i + 3, 2), second = 0, millis = 0;
+        i += 5;
+        if (i < n && s.charAt(i) == ':') {
+            if (!digits(s, i + 1, 2)) {
+                throw bad();
+            }
+            second = num(s, i + 1, 2);
+            i += 3;
+            if (i < n && (s.charAt(i) == '.' || s.charAt(i) == ',')) {
+                int start = ++i;
+                while (i < n && Character.isDigit(s.charAt(i)) && s.charAt(i) < 128) {
+                    i++;
+                }
+                if (i == start) {
+                    throw bad();
+                }
+                String fraction = (s.substring(start, Math.min(i, start + 3)) + "00").substring(0, 3);
+                millis = Integer.parseInt(fraction);
+            }
+        }
+        if (hour > 23 || minute > 59 || second > 59) {
+            throw bad();
+        }
+        if (i == n) {
+            throw new BadTime("must carry a UTC offset or 'Z'; naive times are ambiguous");
+        }
+        int offsetMinutes;
+        char z = s.charAt(i);
+        if ((z == 'Z' || z == 'z') && i + 1 == n) {
+            offsetMinutes = 0;
+        } else if (z == '+' || z == '-') {
+            int oh, om;
+            if (n - i == 6 && digits(s, i + 1, 2) && s.charAt(i + 3) == ':' && digits(s, i + 4, 2)) {
+                oh = num(s, i + 1, 2);
+                om = num(s, i + 4, 2);
+            } else if (n - i == 5 && digits(s, i + 1, 4)) {
+                oh = num(s, i + 1, 2);
+                om = num(s, i + 3, 2);
+            } else {
+                throw bad();
+            }
+            if (oh > 23 || om > 59) {
+                throw bad();
+            }
+            offsetMinutes = (z == '-' ? -1 : 1) * (oh * 60 + om);
+        } else {
+            throw bad();
+        }
+        long epochDay = date.toEpochDay();
+        long local = ((epochDay * 24 + hour) * 60 + minute) * 60_000L + second * 1000L + millis;
+        return local - offsetMinutes * 60_000L;
+    }
+
+    private static BadTime bad() {
+        return new BadTime("Input should be a valid datetime or date");
+    }
+
+    private static boolean digits(String s, int from, int count) {
+        if (from + count > s.length()) {
+            return false;
+        }
+        for (int i = from; i < from + count; i++) {
+            char c = s.charAt(i);
+            if (c < '0' || c > '9') {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    private static int num(String s, int from, int count) {
+        return Integer.parseInt(s.substring(from, from + count));
+    }
+
+    static String wireTime(long epochMillis) {
+        return WIRE_TIME.format(Instant.ofEpochMilli(epochMillis));
+    }
+
+    /** A JSON string literal, for keys built from several fields. */
+    static void appendJsonString(StringBuilder out, String s) {
+        out.append('"');
+        for (int i = 0; i < s.length(); i++) {
+            char c = s.charAt(i);
+            if (c == '"' || c == '\\') {
+                out.append('\\').append(c);
+            } else if (c < 0x20) {
+                out.append(String.format("\\u%04x", (int) c));
+            } else {
+                out.append(c);
+            }
+        }
+        out.append('"');
+    }
+
+    static JsonParser parser(String text) throws java.io.IOException {
+        return JSON.createParser(text);
+    }
+}
