@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     topic_sessions: TopicName = Field("usage.sessions", description="Closed sessions (Flink writes).")
     topic_dlq: TopicName = Field("usage.dlq", description="Dead letters: invalid input with its reason.")
 
+    ingest_batch_size: int = Field(
+        20_000, ge=1, le=1_000_000, description="Most records the warehouse ingest inserts per batch."
+    )
     retention_days: int = Field(
         0, ge=0, le=36500,
         description="Days the warehouse keeps calls, sessions, outcomes and dead letters (a TTL); 0 = keep forever.",

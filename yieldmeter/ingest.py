@@ -20,26 +20,35 @@ rollup views attached to the tables see every record exactly once.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Callable, Iterable
 
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 from clickhouse_connect.driver.client import Client
 
 from yieldmeter.config import Settings
+from yieldmeter.errors import YieldmeterError
 from pydantic import ValidationError
 
 from yieldmeter.contracts import ContractError, explain, parse_outcome, parse_price
 from yieldmeter.prices import DISCOUNT_PREFIX, OrgDiscount
+
+# Fault injection for the crash tests: die after storing batch N, before committing its offsets.
+_CRASH_BEFORE_COMMIT = int(os.environ.get("YIELDMETER_FAULT_CRASH_BEFORE_COMMIT", "0"))
 
 INSERT_SETTINGS = {
     "input_format_skip_unknown_fields": 1,  # producers may add fields the table does not keep
     "date_time_input_format": "best_effort",  # ISO-8601 with 'Z'
 }
 DEAD_LETTERS = "dead_letters"
+
+
+class IngestError(YieldmeterError):
+    """The ingest cannot start; the message says what to do."""
 
 
 def _outcome(message: Message) -> str:
@@ -137,12 +146,13 @@ class WarehouseIngest:
         *,
         routes: Iterable[Route] = ROUTES,
         group_id: str = "yieldmeter-warehouse",
-        batch_size: int = 20_000,
+        batch_size: int | None = None,
         max_wait_s: float = 0.5,
     ):
         self.client = client
+        self.bootstrap = settings.bootstrap_servers
         self.routes = {settings.topics[r.topic_key]: r for r in routes}
-        self.batch_size = batch_size
+        self.batch_size = batch_size or settings.ingest_batch_size
         self.max_wait_s = max_wait_s
         self.consumer = Consumer({
             "bootstrap.servers": settings.bootstrap_servers,
@@ -153,10 +163,28 @@ class WarehouseIngest:
             "fetch.max.bytes": 64 * 1024 * 1024,
             "log_level": 3,
         })  # fmt: skip
-        self.consumer.subscribe(list(self.routes))
+        self._assign_all()
         # (table, topic, partition) -> highest offset stored before this run: records at or
         # below it may be re-deliveries of a batch whose offsets were never committed.
         self._stored: dict[tuple[str, str, int], int] = self._stored_offsets()
+
+    def _assign_all(self) -> None:
+        """Read every partition of the routed topics from its committed offset.
+
+        Explicit assignment, not group subscription: one process owns a warehouse, and a
+        restart after a crash must not wait out the dead member's session timeout.
+        (Partitions added to a topic later are picked up at the next start.)
+        """
+        metadata = self.consumer.list_topics(timeout=10).topics
+        missing = [t for t in self.routes if t not in metadata or metadata[t].error is not None]
+        if missing:
+            raise IngestError(f"Topic(s) {', '.join(missing)} do not exist on {self.bootstrap}: run `yieldmeter topics`.")
+        partitions = [TopicPartition(t, p) for t in self.routes for p in metadata[t].partitions]
+        committed = _retrying(lambda: self.consumer.committed(partitions, timeout=10))
+        self.consumer.assign([
+            TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_BEGINNING)
+            for tp in committed
+        ])
 
     def _stored_offsets(self) -> dict[tuple[str, str, int], int]:
         stored = {}
@@ -196,6 +224,8 @@ class WarehouseIngest:
         # Dead letters last: a row ClickHouse rejects from the other tables joins them.
         for table in sorted(rows, key=lambda t: t == DEAD_LETTERS):
             self._insert(table, rows[table], rows, stats)
+        if stats.batches + 1 == _CRASH_BEFORE_COMMIT:
+            os._exit(70)  # fault injection: stored but not committed, the worst moment to die
         self._commit(messages)
         stats.batches += 1
 
@@ -297,6 +327,25 @@ class WarehouseIngest:
 
     def close(self) -> None:
         self.consumer.close()
+
+
+_COORDINATOR_NOT_READY = {
+    KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.COORDINATOR_NOT_AVAILABLE, KafkaError._TIMED_OUT,
+}
+
+
+def _retrying(call, attempts: int = 20, pause_s: float = 0.5):
+    """Retry a Kafka admin-style call while the broker answers with a retriable error
+    (e.g. NOT_COORDINATOR while a new consumer group's coordinator loads)."""
+    for attempt in range(attempts):
+        try:
+            return call()
+        except KafkaException as error:
+            code = error.args[0].code()
+            if attempt == attempts - 1 or not (error.args[0].retriable() or code in _COORDINATOR_NOT_READY):
+                raise
+            time.sleep(pause_s)
 
 
 def _rejected_row(row: bytes, table: str, error: Exception) -> bytes:
