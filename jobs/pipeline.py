@@ -49,6 +49,7 @@ def build_pipeline(t_env, args):
         session_gap=sql_interval(args.session_gap),
         idle_timeout=f"{args.idle_timeout} ms",
         catalog_idle_timeout=f"{args.catalog_idle_timeout} ms",
+        watermark_emit=args.watermark_emit,
     )
     statement_set = t_env.create_statement_set()
     for statement in statements:
@@ -102,6 +103,9 @@ def parser():
                         help="a silent events partition stops holding the watermark back after this (default 30s)")
     parser.add_argument("--catalog-idle-timeout", type=duration_ms, default="10s",
                         help="continuous mode: calls are priced once the prices topic has been quiet this long (default 10s)")
+    parser.add_argument("--watermark-emit", choices=("on-periodic", "on-event"), default="on-periodic",
+                        help="on-event advances the watermark after every record: slower, but which call is late "
+                        "no longer depends on timing (tests)")
     parser.add_argument("--model-rules", help="model id rules exported by yieldmeter (default: trim and lower-case only)")
     return parser
 

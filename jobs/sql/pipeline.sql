@@ -20,7 +20,8 @@ CREATE TABLE events_src (
 ) WITH (
   ${events_options},
   'format' = 'raw',
-  'scan.watermark.idle-timeout' = '${idle_timeout}'
+  'scan.watermark.idle-timeout' = '${idle_timeout}',
+  'scan.watermark.emit.strategy' = '${watermark_emit}'
 );
 
 -- The price catalog: PriceRecords and OrgDiscounts (key prefix discount/), read from the
@@ -32,6 +33,7 @@ CREATE TABLE catalog_src (
   `key`          STRING,
   `value`        STRING,
   effective_from AS YM_CATALOG_TIME(`value`),
+  proc_time      AS PROCTIME(),
   WATERMARK FOR effective_from AS TO_TIMESTAMP_LTZ(0, 3)
 ) WITH (
   ${catalog_options},
@@ -188,33 +190,37 @@ WHERE row_num = 1;
 -- === the price catalog as versioned tables ====================================================
 
 CREATE TEMPORARY VIEW catalog AS
-SELECT c.effective_from, r.*
+SELECT c.effective_from, c.proc_time, r.*
 FROM catalog_src AS c, LATERAL TABLE(YM_PARSE_CATALOG(c.`key`, c.`value`)) AS r;
 
--- Latest record per key and effective_from wins (a user price replaces a seed price with the
--- same price_id); each key's versions then form a versioned table for FOR SYSTEM_TIME AS OF.
+-- Versioned tables for FOR SYSTEM_TIME AS OF: primary key + event time (effective_from).
+-- Each view forwards every record as the newest row of its key, in arrival order (ORDER BY
+-- proc_time, not effective_from: a rowtime dedup would drop a version that arrives after a
+-- later one, and the topic is not in effective_from order). The join files each row under its
+-- effective_from, so all versions are kept, and a record with the same key and effective_from
+-- (the same price_id) replaces the earlier one, as compaction does.
 CREATE TEMPORARY VIEW prices_by_tier AS
 SELECT * FROM (
-  SELECT *, ROW_NUMBER() OVER (PARTITION BY provider, model, service_tier ORDER BY effective_from DESC) AS row_num
+  SELECT *, ROW_NUMBER() OVER (PARTITION BY provider, model, service_tier ORDER BY proc_time DESC) AS row_num
   FROM catalog WHERE kind = 'price')
 WHERE row_num = 1;
 
 -- A call on a service tier the catalog does not price pays the model's default-tier price.
 CREATE TEMPORARY VIEW prices_default AS
 SELECT * FROM (
-  SELECT *, ROW_NUMBER() OVER (PARTITION BY provider, model ORDER BY effective_from DESC) AS row_num
+  SELECT *, ROW_NUMBER() OVER (PARTITION BY provider, model ORDER BY proc_time DESC) AS row_num
   FROM catalog WHERE kind = 'price' AND service_tier = 'default')
 WHERE row_num = 1;
 
 CREATE TEMPORARY VIEW discounts_by_provider AS
 SELECT * FROM (
-  SELECT *, ROW_NUMBER() OVER (PARTITION BY org_id, provider ORDER BY effective_from DESC) AS row_num
+  SELECT *, ROW_NUMBER() OVER (PARTITION BY org_id, provider ORDER BY proc_time DESC) AS row_num
   FROM catalog WHERE kind = 'discount' AND provider <> '*')
 WHERE row_num = 1;
 
 CREATE TEMPORARY VIEW discounts_all AS
 SELECT * FROM (
-  SELECT *, ROW_NUMBER() OVER (PARTITION BY org_id ORDER BY effective_from DESC) AS row_num
+  SELECT *, ROW_NUMBER() OVER (PARTITION BY org_id ORDER BY proc_time DESC) AS row_num
   FROM catalog WHERE kind = 'discount' AND provider = '*')
 WHERE row_num = 1;
 
