@@ -18,6 +18,7 @@ from clickhouse_connect.driver.client import Client
 from confluent_kafka import Consumer, TopicPartition
 
 from yieldmeter.config import Settings
+from yieldmeter.errors import YieldmeterError
 from yieldmeter.ingest import DEAD_LETTERS, ROUTES, Route
 
 COST_FIELD = {"calls": "cost_usd"}  # tables whose money total is reconciled too
@@ -112,4 +113,9 @@ def reconcile_route(settings: Settings, client: Client, route: Route) -> Reconci
 
 
 def reconcile(settings: Settings, client: Client) -> list[Reconciliation]:
+    existing = {row[0] for row in client.query("SHOW TABLES").result_rows}
+    missing = sorted({t for r in ROUTES for t in r.tables} - existing)
+    if missing:
+        raise YieldmeterError(f"The warehouse has no {', '.join(missing)} table yet: run `yieldmeter migrate` "
+                              "(or `yieldmeter run`) first.")
     return [reconcile_route(settings, client, route) for route in ROUTES]

@@ -326,12 +326,14 @@ class WarehouseIngest:
         return all(tp.offset >= targets[TopicPartition(tp.topic, tp.partition)] for tp in positions)
 
     def lag(self) -> dict[str, int]:
-        """Records not yet ingested, per topic (committed position against the end)."""
+        """Records not yet ingested, per topic: the read position against the end offset."""
         targets = self.end_offsets()
+        positions = {(tp.topic, tp.partition): tp.offset for tp in self.consumer.position(list(targets))}
+        committed = {(tp.topic, tp.partition): tp.offset for tp in self.consumer.committed(list(targets), timeout=10)}
         lag: dict[str, int] = defaultdict(int)
-        for tp in self.consumer.committed(list(targets), timeout=10):
-            end = targets[TopicPartition(tp.topic, tp.partition)]
-            lag[tp.topic] += max(0, end - (tp.offset if tp.offset >= 0 else 0))
+        for tp, end in targets.items():
+            done = max(positions.get((tp.topic, tp.partition), -1), committed.get((tp.topic, tp.partition), -1), 0)
+            lag[tp.topic] += max(0, end - done)
         return dict(lag)
 
     def close(self) -> None:

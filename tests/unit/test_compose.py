@@ -417,6 +417,9 @@ def test_flink_image_matches_the_lock_and_the_connector_pom(services: dict) -> N
 
     if not FLINK_POM.exists():
         pytest.skip("infra/maven/flink/pom.xml does not exist yet")
+    assert pom_property(FLINK_POM, "zstd.version") == args["ZSTD_VERSION"], (
+        "ZSTD_VERSION in infra/flink/Dockerfile != zstd.version in infra/maven/flink/pom.xml"
+    )
     assert pom_property(FLINK_POM, "flink.connector.version") == connector_version, (
         "KAFKA_CONNECTOR_VERSION in infra/flink/Dockerfile != flink.connector.version in infra/maven/flink/pom.xml"
     )

@@ -12,6 +12,7 @@ from yieldmeter.cli import demo
 from yieldmeter.cli import flink
 from yieldmeter.cli import prices
 from yieldmeter.cli import produce
+from yieldmeter.cli import run
 from yieldmeter.cli import services
 from yieldmeter.cli import simulate
 from yieldmeter.cli import sql
@@ -37,6 +38,7 @@ app.command()(warehouse.check)
 app.add_typer(flink.app, name="flink")
 app.add_typer(prices.app, name="prices")
 app.command()(demo.demo)
+app.command()(run.run)
 app.command()(produce.produce)
 app.command()(produce.normalize)
 app.command()(alerts.alerts)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+
 from rich.console import Console
 
 from yieldmeter.config import Settings, load_settings
 
-console = Console(highlight=False, soft_wrap=True)  # no hard wraps: output stays greppable
+# No hard wraps, and wide tables when piped or logged: output stays greppable.
+console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 
 
 def settings() -> Settings:

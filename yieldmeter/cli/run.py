@@ -1,0 +1,51 @@
+"""`yieldmeter run`: the main job, with a live status line."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import typer
+from rich.live import Live
+
+from yieldmeter.cli.output import console, settings
+from yieldmeter.runner import RunState, run as run_pipeline
+
+
+def status_line(state: RunState) -> str:
+    lag = ", ".join(f"{topic} {n:,}" for topic, n in sorted(state.lag.items()) if n) or "none"
+    return (f"[bold]job[/bold] {state.job} · [bold]in[/bold] {state.ingest.records:,} records "
+            f"({state.events_per_second:,.0f}/s) · [bold]lag[/bold] {lag} · [bold]calls[/bold] {state.calls:,} · "
+            f"[bold]sessions closed[/bold] {state.sessions:,} · [bold]spend[/bold] ${state.spend_usd:,.2f}"
+            + (f" · {state.last_hook}" if state.last_hook else ""))
+
+
+def alerts_hook(config_file: Path | None, webhook):
+    from yieldmeter.alerts import load_config
+    from yieldmeter.alerts.engine import cycle
+
+    rules = load_config(config_file, default_webhook=webhook)
+
+    def hook(client, state):
+        report = cycle(client, rules, datetime.now(UTC), console=console)
+        return f"alerts: {len(report.notices)} new, {report.delivered} delivered"
+
+    return hook
+
+
+def run(
+    until_caught_up: bool = typer.Option(False, "--until-caught-up", help="Process what the topics hold now, then stop."),
+    cycle_seconds: float = typer.Option(30.0, "--cycle", help="Seconds between cycles (status, dbt, alerts)."),
+    alerts_config: Path = typer.Option(None, "--alerts-config", envvar="YIELDMETER_ALERTS_CONFIG",
+                                       help="Alerts YAML; default: built-in thresholds."),
+    no_alerts: bool = typer.Option(False, "--no-alerts", help="Do not evaluate alerts on each cycle."),
+) -> None:
+    """Run the pipeline: Kafka, the Flink job, the warehouse ingest, dbt and alerts each cycle."""
+    config = settings()
+    hooks = () if no_alerts else (alerts_hook(alerts_config, config.slack_webhook_url),)
+    with Live(console=console, refresh_per_second=2, transient=False) as live:
+        state = run_pipeline(config, until_caught_up=until_caught_up, cycle_s=cycle_seconds, hooks=hooks,
+                             on_update=lambda s: live.update(status_line(s)))
+        live.update(status_line(state))
+    console.print(f"Stopped after {state.ingest.records:,} records; {state.calls:,} calls and "
+                  f"{state.sessions:,} sessions in the warehouse, ${state.spend_usd:,.2f} spend.")

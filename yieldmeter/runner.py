@@ -1,0 +1,158 @@
+"""The main job: Kafka, the Flink pipeline, the warehouse ingest, and the per-cycle work.
+
+One process owns the embedded warehouse: it ingests, and on every cycle it runs the cycle
+hooks (dbt, alerts) on the same client. The Flink job runs beside it as a subprocess.
+
+    run(settings, until_caught_up=True)   # bounded: everything in the topics now, then stop
+    run(settings)                         # continuous, until Ctrl-C / SIGTERM
+
+Order of shutdown: stop the Flink job (its sinks commit on the final checkpoint or abort),
+then finish the ingest batch in flight, then close the warehouse. A restart resumes the job
+from its newest checkpoint and the ingest from its committed offsets, so nothing is lost or
+doubled (see yieldmeter/ingest.py for the warehouse side).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Callable, Protocol
+
+from clickhouse_connect.driver.client import Client
+
+from yieldmeter.config import Settings
+from yieldmeter.errors import YieldmeterError
+from yieldmeter.flink import FlinkJob
+from yieldmeter.ingest import IngestStats, WarehouseIngest
+from yieldmeter.kafka_local import LocalKafka
+from yieldmeter.pipeline_jobs import start_pipeline
+from yieldmeter.topics import ensure_topics
+from yieldmeter.warehouse import apply_retention, migrate, open_warehouse
+
+
+class CycleHook(Protocol):
+    """Work done on the warehouse once per cycle (dbt, alerts). Gets the client and the run's state."""
+
+    def __call__(self, client: Client, state: RunState) -> str | None: ...
+
+
+@dataclass
+class RunState:
+    """What the live status line shows."""
+
+    started: float = field(default_factory=time.monotonic)
+    ingest: IngestStats = field(default_factory=IngestStats)
+    lag: dict[str, int] = field(default_factory=dict)
+    job: str = "starting"
+    cycles: int = 0
+    sessions: int = 0
+    calls: int = 0
+    spend_usd: Decimal = Decimal(0)
+    last_hook: str = ""
+
+    @property
+    def events_per_second(self) -> float:
+        elapsed = time.monotonic() - self.started
+        return self.ingest.records / elapsed if elapsed else 0.0
+
+
+def ensure_kafka(settings: Settings) -> bool:
+    """Start the local broker if the settings use it and it is down; True if this call started it."""
+    if not settings.uses_local_kafka:
+        return False
+    broker = LocalKafka(settings)
+    if broker.pid() is not None:
+        return False
+    broker.start()
+    return True
+
+
+def ensure_prices(settings: Settings) -> int:
+    """Publish the genai-prices seed when the prices topic holds nothing yet (a fresh install)."""
+    from yieldmeter.prices import build_catalog, publish, read_topic
+
+    if read_topic(settings, timeout_s=15).messages:
+        return 0
+    return publish(build_catalog(), settings)
+
+
+def _refresh(client: Client, state: RunState, ingest: WarehouseIngest) -> None:
+    state.lag = ingest.lag()
+    row = client.query("SELECT sum(calls), sum(cost_usd) FROM calls_hourly").result_rows[0]
+    state.calls, state.spend_usd = int(row[0] or 0), Decimal(row[1] or 0)
+    state.sessions = client.query("SELECT count() FROM sessions WHERE NOT is_correction").result_rows[0][0]
+
+
+def run(
+    settings: Settings,
+    *,
+    until_caught_up: bool = False,
+    cycle_s: float = 30.0,
+    hooks: tuple[CycleHook, ...] = (),
+    on_update: Callable[[RunState], None] = lambda state: None,
+    job_args: dict | None = None,
+    stop: threading.Event | None = None,
+) -> RunState:
+    """Run the pipeline. Returns the final state; raises YieldmeterError if the Flink job fails."""
+    stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    state = RunState()
+    ensure_kafka(settings)
+    ensure_topics(settings)
+    ensure_prices(settings)
+    with open_warehouse(settings.warehouse_url) as client:
+        migrate(client)
+        apply_retention(client, settings.retention_days)
+        ingest = WarehouseIngest(settings, client)
+        job: FlinkJob = start_pipeline(settings, bounded=until_caught_up, **(job_args or {}))
+        state.job = "running"
+        try:
+            _loop(client, ingest, job, state, until_caught_up, cycle_s, hooks, on_update, stop)
+        except KeyboardInterrupt:
+            stop.set()
+        finally:
+            job.stop()
+            ingest.close()
+            if job.process.returncode not in (0, None, -15) and state.job != "failed":
+                state.job = f"exited {job.process.returncode}"
+    return state
+
+
+def _loop(client, ingest, job, state, until_caught_up, cycle_s, hooks, on_update, stop) -> None:
+    next_cycle = time.monotonic() + cycle_s
+
+    def slice_over() -> bool:
+        return stop.is_set() or time.monotonic() >= next_cycle or job.process.poll() is not None
+
+    while not stop.is_set():
+        job_done = job.process.poll() is not None
+        if job_done and job.process.returncode != 0:
+            state.job = "failed"
+            raise YieldmeterError(f"The Flink pipeline job failed (exit {job.process.returncode}).\n{job.log_tail()}")
+        if job_done:
+            state.job = "finished"
+        _merge(state.ingest, ingest.run(until_caught_up=job_done, should_stop=slice_over if not job_done else stop.is_set))
+        if job_done or time.monotonic() >= next_cycle:
+            _refresh(client, state, ingest)
+            for hook in hooks:
+                state.last_hook = hook(client, state) or state.last_hook
+            state.cycles += 1
+            next_cycle = time.monotonic() + cycle_s
+        on_update(state)
+        if job_done:  # bounded: caught up; continuous: the job ended, so does the run
+            return
+
+
+def _merge(total: IngestStats, part: IngestStats) -> None:
+    total.records += part.records
+    total.rejected += part.rejected
+    total.skipped_redelivered += part.skipped_redelivered
+    total.tombstones += part.tombstones
+    total.batches += part.batches
+    total.seconds += part.seconds
+    for table, count in part.inserted.items():
+        total.inserted[table] += count
