@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from yieldmeter.errors import YieldmeterError
 
-from functools import cached_property
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -124,11 +123,12 @@ class Settings(BaseSettings):
 
     # --- derived values: computed here so nothing else spells out a default path --------------
 
-    @cached_property
+    # Plain properties, not cached: model_copy(update=...) must not carry a stale path along.
+    @property
     def state_path(self) -> Path:
         return self.state_dir.expanduser().resolve()
 
-    @cached_property
+    @property
     def lib_path(self) -> Path:
         return (self.lib_dir or self.state_path / "lib").expanduser().resolve()
 

@@ -83,7 +83,7 @@ class Model:
 
     @property
     def operation(self) -> str:
-        return "generate_content" if self.provider == "google" else "chat"
+        return "generate_content" if self.provider == "gcp.gemini" else "chat"
 
 
 MODELS: dict[str, Model] = {
@@ -103,9 +103,9 @@ MODELS: dict[str, Model] = {
                            "claude-opus-4-20250514", "anthropic", 200_000, 32_000, 25),
     "claude-3-5-haiku": Model("anthropic", (("claude-3-5-haiku-latest", 0.5), ("claude-3-5-haiku-20241022", 0.5)),
                               "claude-3-5-haiku-20241022", "anthropic", 200_000, 8_192, 7),
-    "gemini-2.5-pro": Model("google", (("gemini-2.5-pro", 1.0),), "gemini-2.5-pro", "gemini", 1_048_576, 65_536, 12,
+    "gemini-2.5-pro": Model("gcp.gemini", (("gemini-2.5-pro", 1.0),), "gemini-2.5-pro", "gemini", 1_048_576, 65_536, 12,
                             reasoning=(0.3, 0.75), reasoning_prob=1.0, output_scale=2.0),
-    "gemini-2.5-flash": Model("google", (("gemini-2.5-flash", 1.0),), "gemini-2.5-flash", "gemini", 1_048_576,
+    "gemini-2.5-flash": Model("gcp.gemini", (("gemini-2.5-flash", 1.0),), "gemini-2.5-flash", "gemini", 1_048_576,
                               65_536, 5, reasoning=(0.1, 0.5), reasoning_prob=0.5, output_scale=1.3),
     # Planted: a self-hosted model (vLLM) that no price library knows.
     "acme-internal-llm-v1": Model("vllm", (("acme-internal-llm-v1", 1.0),), "acme-internal-llm-v1", "none",
@@ -116,7 +116,7 @@ UNPRICED_MODEL = "acme-internal-llm-v1"
 ERROR_TYPES = {  # as each provider's SDK names them; the first is a rate limit (no tokens billed)
     "openai": ("RateLimitError", "APITimeoutError", "InternalServerError"),
     "anthropic": ("rate_limit_error", "overloaded_error", "api_error"),
-    "google": ("RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED", "INTERNAL"),
+    "gcp.gemini": ("RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED", "INTERNAL"),
     "vllm": ("rate_limit", "timeout", "server_error"),
 }
 

@@ -488,3 +488,18 @@ def test_cli_refuses_options_that_cannot_work(tmp_path, args, message):
     result = cli(*args, tmp_path=tmp_path)
     assert isinstance(result.exception, YieldmeterError)
     assert message in str(result.exception)
+
+
+def test_every_simulated_model_is_in_the_published_catalog():
+    """The pipeline joins on (provider as sent, catalogue model id): a provider spelled
+    differently from the catalog (e.g. 'google' instead of OTel's 'gcp.gemini') prices nothing."""
+    from yieldmeter.normalize import normalize_model
+    from yieldmeter.prices import build_catalog
+    from yieldmeter.simulate import MODELS, UNPRICED_MODEL
+
+    catalog = {(r.provider, r.model) for r in build_catalog().prices.values() if r.service_tier == "default"}
+    for name, model in MODELS.items():
+        if name == UNPRICED_MODEL:
+            continue
+        for request_model, _ in (*model.requests, (model.response, 1.0)):
+            assert (model.provider, normalize_model(model.provider, request_model)) in catalog, (name, request_model)
