@@ -405,7 +405,7 @@ def _decimal(loader: _Loader, node: yaml.ScalarNode) -> Any:
 
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
 _Loader.add_constructor("tag:yaml.org,2002:float", _decimal)
-# The contract takes ISO strings only (see contracts._iso_only); YAML would make a naive datetime.
+# The contract takes ISO strings only (see contracts._IsoOnly); YAML would make a naive datetime.
 _Loader.add_constructor("tag:yaml.org,2002:timestamp", lambda loader, node: loader.construct_scalar(node))
 
 _INT_FIELDS = ("schema_version", "tier_threshold_input_tokens")  # strict ints in the contract
