@@ -18,8 +18,6 @@ import os
 import re
 import resource
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,18 +27,15 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from yieldmeter.config import PROJECT_ROOT, Settings
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from support import cpu_seconds, free_port, peak_rss_mb, run_with_peak_rss  # noqa: E402
+
+from yieldmeter.config import PROJECT_ROOT, Settings  # noqa: E402
 from yieldmeter.contracts import UsageEvent, to_json_bytes
 from yieldmeter.sdk import DEFAULT_CONFIG, UsageProducer, session_key
 from yieldmeter.topics import admin_client, create_topics
 
 TARGET = 100_000
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def make_events(n: int) -> list[dict]:
@@ -91,32 +86,6 @@ def report(label: str, n: int, seconds: float, cpu: float, landed: int) -> None:
     lost = "" if landed == n else f"  LANDED {landed:,} of {n:,}!"
     print(f"  {label:<30} {rate:>9,.0f} events/s wall  {n / cpu:>9,.0f} events per CPU-second  "
           f"({n:,} in {seconds:5.2f}s, {cpu:5.2f} CPU-s; {mark}){lost}", flush=True)
-
-
-def cpu_seconds(who: int = resource.RUSAGE_SELF) -> float:
-    """User + system time of this process (all threads, librdkafka's included) or its children."""
-    usage = resource.getrusage(who)
-    return usage.ru_utime + usage.ru_stime
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-
-
-def run_with_peak_rss(command: list[str], **kwargs) -> tuple[subprocess.CompletedProcess, float]:
-    """Run a command; return it and its peak RSS in MB. VmHWM is read from /proc while it runs,
-    because a child's ru_maxrss also counts this (large) process's pages from before exec."""
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
-    peak_kb, status = 0, Path(f"/proc/{process.pid}/status")
-    while process.poll() is None:
-        try:
-            line = next(x for x in status.read_text().splitlines() if x.startswith("VmHWM:"))
-            peak_kb = max(peak_kb, int(line.split()[1]))
-        except (OSError, StopIteration):
-            pass
-        time.sleep(0.05)
-    out, err = process.communicate()
-    return subprocess.CompletedProcess(command, process.returncode, out, err), peak_kb / 1024
 
 
 def main() -> None:

@@ -7,14 +7,14 @@ the setting and what it accepts; see :func:`load_settings`.
 
 from __future__ import annotations
 
-from yieldmeter.errors import YieldmeterError
-
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from yieldmeter.errors import YieldmeterError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 """The checkout: infra/, jobs/ and dbt/ are read from here."""

@@ -7,14 +7,13 @@ inside the job, so the same file runs on the local mini-cluster and on a Flink c
 
 from __future__ import annotations
 
-from yieldmeter.errors import YieldmeterError
-
 import os
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from yieldmeter.config import ENV_PREFIX, PROJECT_ROOT, Settings
+from yieldmeter.errors import YieldmeterError
 
 JOBS_DIR = PROJECT_ROOT / "jobs"
 

@@ -6,8 +6,6 @@ recorded in the pid file, and only if it still is our broker.
 
 from __future__ import annotations
 
-from yieldmeter.errors import YieldmeterError
-
 import os
 import signal
 import socket
@@ -18,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from yieldmeter.config import ENV_PREFIX, PROJECT_ROOT, Settings
+from yieldmeter.errors import YieldmeterError
 
 MAIN_CLASS = "kafka.Kafka"
 INFRA = PROJECT_ROOT / "infra" / "kafka"

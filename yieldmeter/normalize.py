@@ -53,9 +53,10 @@ from functools import lru_cache
 from typing import Any
 
 from yieldmeter.contracts import MAX_COUNT
+from yieldmeter.errors import YieldmeterError
 
 
-class UsageFormatError(ValueError):
+class UsageFormatError(YieldmeterError, ValueError):
     """A usage payload is not shaped as its provider documents it; the message names the key."""
 
 
@@ -95,7 +96,7 @@ class TokenUsage:
 # --- reading payloads ------------------------------------------------------------------------
 
 
-def _plain(obj: Any, what: str = "payload") -> Any:
+def as_dict(obj: Any, what: str = "payload") -> Any:
     """SDK response objects (pydantic: openai, anthropic, google-genai) -> dicts; boto3 gives dicts."""
     if isinstance(obj, Mapping) or obj is None:
         return obj
@@ -107,12 +108,12 @@ def _plain(obj: Any, what: str = "payload") -> Any:
 
 def _root(payload: Any, *keys: str) -> Mapping[str, Any]:
     """Accept the usage object itself or a whole response that holds it under one of ``keys``."""
-    data = _plain(payload)
+    data = as_dict(payload)
     if not isinstance(data, Mapping):
         raise UsageFormatError(f"payload must be a mapping, got {type(data).__name__}")
     for key in keys:
         if data.get(key) is not None:
-            inner = _plain(data[key], f"'{key}'")
+            inner = as_dict(data[key], f"'{key}'")
             if not isinstance(inner, Mapping):
                 raise UsageFormatError(f"'{key}' must be a mapping, got {type(inner).__name__}")
             return inner
@@ -123,7 +124,7 @@ def _count(data: Mapping[str, Any], *path: str, required: bool = False, where: s
     """The integer at ``path``; absent or null optional values count as 0."""
     value: Any = data
     for i, key in enumerate(path):
-        value = _plain(value)
+        value = as_dict(value)
         value = value.get(key) if isinstance(value, Mapping) else None
         if value is None:
             if required:
@@ -267,11 +268,11 @@ def from_openai_stream(chunks: Iterable[Any]) -> TokenUsage:
     """
     usage, adapter = None, from_openai_chat
     for raw in chunks:
-        chunk = _plain(raw)
+        chunk = as_dict(raw)
         if not isinstance(chunk, Mapping):
             continue
         if chunk.get("type") == "response.completed":
-            usage, adapter = (_plain(chunk.get("response")) or {}).get("usage"), from_openai_responses
+            usage, adapter = (as_dict(chunk.get("response")) or {}).get("usage"), from_openai_responses
         elif chunk.get("usage") is not None:
             usage = chunk["usage"]
     if usage is None:
@@ -291,13 +292,13 @@ def from_anthropic_stream(events: Iterable[Any]) -> TokenUsage:
     """
     merged: dict[str, Any] = {}
     for raw in events:
-        event = _plain(raw)
+        event = as_dict(raw)
         if not isinstance(event, Mapping):
             continue
         if event.get("type") == "message_start":
-            usage = _plain((_plain(event.get("message")) or {}).get("usage"))
+            usage = as_dict((as_dict(event.get("message")) or {}).get("usage"))
         elif event.get("type") == "message_delta":
-            usage = _plain(event.get("usage"))
+            usage = as_dict(event.get("usage"))
         else:
             continue
         merged.update({k: v for k, v in (usage or {}).items() if v is not None})

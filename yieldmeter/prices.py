@@ -67,7 +67,7 @@ from yieldmeter.contracts import (
     to_json_bytes,
 )
 from yieldmeter.errors import YieldmeterError
-from yieldmeter.normalize import PROVIDER_CATALOGUE, normalize_model
+from yieldmeter.normalize import normalize_model
 
 # genai-prices provider id -> the provider names producers send (UsageEvent.provider, i.e. the
 # OTel gen_ai.provider.name well-known values). The seed writes each model once per name, so

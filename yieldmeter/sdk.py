@@ -48,6 +48,7 @@ from yieldmeter.contracts import ContractError, OutcomeEvent, UsageEvent
 from yieldmeter.errors import YieldmeterError
 from yieldmeter.normalize import (
     TokenUsage,
+    as_dict,
     from_anthropic,
     from_anthropic_stream,
     from_gemini,
@@ -378,10 +379,10 @@ def event_from_openai(response: Any, *, provider: str = "openai", **context: Any
     provider="azure.ai.openai" for Azure. Other arguments as in :func:`usage_event`; what the
     caller passes wins over what the response says (model, service_tier, tool_calls)."""
     if _is_stream(response):
-        usage, found = from_openai_stream([_plain(c) for c in response]), {}
+        usage, found = from_openai_stream([as_dict(c) for c in response]), {}
     else:
-        data = _plain(response)
-        chat = "prompt_tokens" in (_plain(data.get("usage")) or {})
+        data = as_dict(response)
+        chat = "prompt_tokens" in (as_dict(data.get("usage")) or {})
         usage = (from_openai_chat if chat else from_openai_responses)(data)
         calls = sum(len(_dig(c, "message", "tool_calls") or []) for c in data.get("choices") or []) + sum(
             1 for item in data.get("output") or [] if _dig(item, "type") == "function_call"
@@ -394,9 +395,9 @@ def event_from_anthropic(response: Any, *, provider: str = "anthropic", **contex
     """A UsageEvent from an Anthropic Messages result: the SDK object, its dict, or the list of a
     stream's events. provider="aws.bedrock" or "gcp.vertex_ai" for Claude served there."""
     if _is_stream(response):
-        usage, found = from_anthropic_stream([_plain(e) for e in response]), {}
+        usage, found = from_anthropic_stream([as_dict(e) for e in response]), {}
     else:
-        data = _plain(response)
+        data = as_dict(response)
         tier = _dig(data, "usage", "service_tier")
         usage = from_anthropic(data)
         found = {
@@ -409,7 +410,7 @@ def event_from_anthropic(response: Any, *, provider: str = "anthropic", **contex
 def event_from_gemini(response: Any, *, provider: str = "gcp.gemini", **context: Any) -> UsageEvent:
     """A UsageEvent from a Gemini generateContent result (REST dict or google-genai object).
     Pass model= when the response has no modelVersion; provider="gcp.vertex_ai" for Vertex AI."""
-    data = _plain(response)
+    data = as_dict(response)
     parts = [part for c in data.get("candidates") or [] for part in _dig(c, "content", "parts") or []]
     found = {
         "operation": "generate_content",
@@ -472,21 +473,11 @@ def _bytes(key: str | bytes | None) -> bytes | None:
     return key.encode() if isinstance(key, str) else key
 
 
-def _plain(obj: Any) -> Any:
-    """An SDK response object (pydantic: openai, anthropic, google-genai) as a dict."""
-    if isinstance(obj, Mapping) or obj is None:
-        return obj
-    for method in ("model_dump", "to_dict"):
-        if callable(getattr(obj, method, None)):
-            return getattr(obj, method)()
-    raise YieldmeterError(f"expected a response object or dict, got {type(obj).__name__}")
-
-
 def find_model(payload: Any) -> str | None:
     """The model a provider response (or stream, or OTel span) names: the answering model first."""
     if _is_stream(payload):
         return _last(find_model(item) for item in payload)
-    data = _plain(payload) if hasattr(payload, "model_dump") or hasattr(payload, "to_dict") else payload
+    data = as_dict(payload) if hasattr(payload, "model_dump") or hasattr(payload, "to_dict") else payload
     if not isinstance(data, Mapping):
         return None
     for key in ("model", "modelVersion", "model_version", "gen_ai.response.model", "gen_ai.request.model"):
@@ -504,7 +495,7 @@ def _is_stream(response: Any) -> bool:
 
 def _dig(data: Any, *path: str) -> Any:
     for key in path:
-        data = _plain(data)
+        data = as_dict(data)
         data = data.get(key) if isinstance(data, Mapping) else None
     return data
 

@@ -38,7 +38,21 @@ def create_topics(admin: AdminClient, specs: dict[str, dict], timeout_s: float =
             code = error.args[0].code() if error.args and hasattr(error.args[0], "code") else None
             if code != _KafkaErrorCode.TOPIC_ALREADY_EXISTS:
                 raise
+    _wait_until_listed(admin, list(specs), timeout_s)
     return created
+
+
+def _wait_until_listed(admin: AdminClient, names: list[str], timeout_s: float) -> None:
+    """Creation is acknowledged by the controller before every broker's metadata has the topic;
+    wait for it, so the caller can produce and list right away."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        listed = admin.list_topics(timeout=5).topics
+        if all(name in listed and listed[name].error is None for name in names):
+            return
+        time.sleep(0.1)
 
 
 def ensure_topics(settings: Settings) -> list[str]:

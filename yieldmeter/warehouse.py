@@ -6,8 +6,6 @@
 
 from __future__ import annotations
 
-from yieldmeter.errors import YieldmeterError
-
 import fcntl
 import hashlib
 import os
@@ -22,6 +20,7 @@ import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
 from yieldmeter.config import ENV_PREFIX, PROJECT_ROOT
+from yieldmeter.errors import YieldmeterError
 
 MIGRATIONS_DIR = PROJECT_ROOT / "infra" / "clickhouse" / "migrations"
 MIGRATIONS_TABLE = "schema_migrations"

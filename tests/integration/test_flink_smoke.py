@@ -5,7 +5,7 @@ import json
 import pytest
 from confluent_kafka import Producer
 
-from tests.integration.test_kafka import consume_all
+from tests.kafka_helpers import consume_all
 from yieldmeter.flink import run_job
 
 pytestmark = pytest.mark.integration

@@ -3,29 +3,13 @@
 import json
 
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Producer
 from confluent_kafka.admin import ConfigResource
 
+from tests.kafka_helpers import consume_all
 from yieldmeter.topics import admin_client, ensure_topics, topic_layout
 
 pytestmark = pytest.mark.integration
-
-
-def consume_all(bootstrap: str, topic: str, expected: int, timeout_s: float = 30) -> list:
-    import time
-
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap, "group.id": f"check-{topic}", "auto.offset.reset": "earliest",
-        "isolation.level": "read_committed", "enable.auto.commit": False,
-    })
-    consumer.subscribe([topic])
-    messages, deadline = [], time.monotonic() + timeout_s
-    while len(messages) < expected and time.monotonic() < deadline:
-        for message in consumer.consume(1000, 0.5):
-            assert message.error() is None, message.error()
-            messages.append(message)
-    consumer.close()
-    return messages
 
 
 def test_produce_consume_round_trip(kafka, new_topics):

@@ -6,15 +6,14 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer
 
 from tests.conftest import DEV_LIB
+from tests.kafka_helpers import consume_all
 from yieldmeter.contracts import OutcomeEvent, UsageEvent, parse_outcome, parse_usage, to_json_bytes
 from yieldmeter.errors import YieldmeterError
 from yieldmeter.normalize import TokenUsage
@@ -25,21 +24,6 @@ pytestmark = pytest.mark.integration
 PAYLOADS = Path(__file__).parent.parent / "unit" / "fixtures" / "provider_payloads"
 WHO = {"org_id": "acme", "team": "support", "app": "helpdesk"}
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-
-
-def consume(bootstrap: str, topic: str, expected: int, timeout_s: float = 60) -> list:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"check-{topic}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
-    consumer.subscribe([topic])
-    messages, deadline = [], time.monotonic() + timeout_s
-    while len(messages) < expected and time.monotonic() < deadline:
-        for message in consumer.consume(1000, 0.5):
-            assert message.error() is None, message.error()
-            messages.append(message)
-    # A little longer: anything beyond `expected` would be a duplicate.
-    messages += [m for m in consumer.consume(1000, 1.0) if m.error() is None]
-    consumer.close()
-    return messages
 
 
 def event(i: int, session: str | None, user: str = "u-1") -> UsageEvent:
@@ -67,7 +51,7 @@ def test_round_trip_is_lossless_and_sessions_stay_ordered(settings, new_topics):
         for o in outcomes:
             producer.send_outcome(o)
 
-    received = consume(settings.bootstrap_servers, events_topic, len(sent))
+    received = consume_all(settings.bootstrap_servers, events_topic, len(sent))
     assert len(received) == len(sent)
     assert sorted((parse_usage(m.value()) for m in received), key=lambda e: e.event_id) == sorted(
         sent, key=lambda e: e.event_id
@@ -83,7 +67,7 @@ def test_round_trip_is_lossless_and_sessions_stay_ordered(settings, new_topics):
     assert all(len(p) == 1 for p in partitions.values())
     assert len({p for ps in partitions.values() for p in ps}) == 3
 
-    got = consume(settings.bootstrap_servers, outcomes_topic, len(outcomes))
+    got = consume_all(settings.bootstrap_servers, outcomes_topic, len(outcomes))
     assert sorted((parse_outcome(m.value()) for m in got), key=lambda o: o.outcome_id) == sorted(
         outcomes, key=lambda o: o.outcome_id
     )
@@ -94,7 +78,7 @@ def test_record_helpers_send_what_the_response_says(settings, new_topics):
     payload = json.loads((PAYLOADS / "anthropic_message_cached.json").read_text())
     with UsageProducer(settings, events_topic=topic) as producer:
         sent = producer.record_anthropic(payload, user_id="u-9", session_id="t-1", latency_ms=800, **WHO)
-    (message,) = consume(settings.bootstrap_servers, topic, 1)
+    (message,) = consume_all(settings.bootstrap_servers, topic, 1)
     assert message.key() == b"acme/t-1" and message.value() == to_json_bytes(sent)
     assert (sent.input_tokens, sent.cache_write_tokens, sent.response_model) == (12098, 2048, "claude-sonnet-4-5-20250929")
 
@@ -114,7 +98,7 @@ def test_broker_refusal_surfaces_with_the_data(settings, new_topics):
     (failure,) = error.value.failures
     assert failure.value == to_json_bytes(too_big) and failure.topic == small
     assert failed == [failure]
-    assert [m.value() for m in consume(settings.bootstrap_servers, small, 1)] == [to_json_bytes(fits)]
+    assert [m.value() for m in consume_all(settings.bootstrap_servers, small, 1)] == [to_json_bytes(fits)]
 
 
 def test_missing_topic_surfaces(settings):
@@ -177,7 +161,7 @@ def test_cli_produces_valid_lines_and_reports_invalid_ones(cli_env, tmp_path, se
     assert "301 usage events" in stdout and "3 invalid" in stdout and "events/s" in stdout
     assert "Traceback" not in stderr
 
-    received = {parse_usage(m.value()).event_id: m for m in consume(settings.bootstrap_servers,
+    received = {parse_usage(m.value()).event_id: m for m in consume_all(settings.bootstrap_servers,
                                                                    cli_env["YIELDMETER_TOPIC_EVENTS"], 301)}
     assert len(received) == 301
     assert all(received[e.event_id].value() == to_json_bytes(e) for e in good)
@@ -194,7 +178,7 @@ def test_cli_dead_letters_invalid_lines(cli_env, tmp_path, settings):
     assert "2 usage events" in result.stdout.decode() and f"3 invalid (sent to {cli_env['YIELDMETER_TOPIC_DLQ']})" in (
         result.stdout.decode()
     )
-    letters = [json.loads(m.value()) for m in consume(settings.bootstrap_servers, cli_env["YIELDMETER_TOPIC_DLQ"], 3)]
+    letters = [json.loads(m.value()) for m in consume_all(settings.bootstrap_servers, cli_env["YIELDMETER_TOPIC_DLQ"], 3)]
     assert len(letters) == 3
     assert [(d["source_offset"], d["line"], d["payload"].encode()) for d in letters] == [
         (2, 2, BAD[0]), (3, 3, BAD[1]), (4, 4, BAD[2])
@@ -204,7 +188,7 @@ def test_cli_dead_letters_invalid_lines(cli_env, tmp_path, settings):
         assert letter["target_topic"] == cli_env["YIELDMETER_TOPIC_EVENTS"] and letter["reason"]
         datetime.fromisoformat(letter["rejected_at"])
     assert "required field is missing" in letters[0]["reason"] and "Invalid JSON" in letters[1]["reason"]
-    assert len(consume(settings.bootstrap_servers, cli_env["YIELDMETER_TOPIC_EVENTS"], 2)) == 2
+    assert len(consume_all(settings.bootstrap_servers, cli_env["YIELDMETER_TOPIC_EVENTS"], 2)) == 2
 
 
 def test_cli_reads_stdin_and_sorts_kinds(cli_env, settings):
@@ -219,9 +203,9 @@ def test_cli_reads_stdin_and_sorts_kinds(cli_env, settings):
     auto = cli(cli_env, "produce", "--kind", "auto", "-", stdin=stdin)
     assert auto.returncode == 0, auto.stderr
     assert b"5 usage events" in auto.stdout and b"1 outcomes" in auto.stdout
-    (message,) = consume(settings.bootstrap_servers, cli_env["YIELDMETER_TOPIC_OUTCOMES"], 1)
+    (message,) = consume_all(settings.bootstrap_servers, cli_env["YIELDMETER_TOPIC_OUTCOMES"], 1)
     assert OutcomeEvent.model_validate_json(message.value()) == parse_outcome(outcome)
-    assert len(consume(settings.bootstrap_servers, cli_env["YIELDMETER_TOPIC_EVENTS"], 10)) == 10  # both runs
+    assert len(consume_all(settings.bootstrap_servers, cli_env["YIELDMETER_TOPIC_EVENTS"], 10)) == 10  # both runs
 
 
 def test_cli_names_a_missing_topic(cli_env, tmp_path):

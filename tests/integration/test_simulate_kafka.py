@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter
 
 import pytest
-from confluent_kafka import Consumer
 from typer.testing import CliRunner
 
+from tests.kafka_helpers import consume_all
 from yieldmeter.contracts import ContractError, parse_outcome, parse_usage
 from yieldmeter.sdk import session_key
 from yieldmeter.simulate import KafkaSink, SimulationOptions, simulate
@@ -18,21 +17,6 @@ pytestmark = pytest.mark.integration
 
 OPTIONS = SimulationOptions(events=3_000, days=3, seed=21)
 NOW = OPTIONS.end
-
-
-def consume_all(bootstrap: str, topic: str, expected: int, timeout_s: float = 60) -> list:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"check-{topic}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
-    consumer.subscribe([topic])
-    messages, deadline = [], time.monotonic() + timeout_s
-    while len(messages) < expected and time.monotonic() < deadline:
-        for message in consumer.consume(1000, 0.5):
-            assert message.error() is None, message.error()
-            messages.append(message)
-    # read a little longer: more than the manifest claims must fail the test too
-    messages.extend(m for m in consumer.consume(1000, 1.0) if m.error() is None)
-    consumer.close()
-    return messages
 
 
 def test_workload_round_trips_through_kafka(kafka, new_topics, tmp_path):

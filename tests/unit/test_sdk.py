@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import free_port, make_settings
 from yieldmeter.config import PROJECT_ROOT
-from yieldmeter.contracts import ContractError, UsageEvent, parse_usage, to_json_bytes
+from yieldmeter.contracts import ContractError, parse_usage, to_json_bytes
 from yieldmeter.errors import YieldmeterError
 from yieldmeter.normalize import TokenUsage
 from yieldmeter.sdk import (
