@@ -44,6 +44,8 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--restore-from", help="checkpoint to resume from (default: the newest one in --checkpoint-dir)")
     parser.add_argument("--fresh", action="store_true",
                         help="discard the checkpoints in --checkpoint-dir and start from the committed group offsets")
+    parser.add_argument("--flink-conf", action="append", default=[], metavar="KEY=VALUE",
+                        help="any other Flink option, e.g. state.backend.type=rocksdb (repeatable)")
     return parser
 
 
@@ -69,8 +71,12 @@ def table_environment(args, job_name: str):
         config.set("execution.checkpointing.dir", f"{args.checkpoint_dir.rstrip('/')}/{mode}")
         # Kept when the process dies (a crash, SIGKILL, Ctrl-C); dropped when a bounded run finishes.
         config.set("execution.checkpointing.externalized-checkpoint-retention", "RETAIN_ON_CANCELLATION")
+    for option in args.flink_conf:
+        key, _, value = option.partition("=")
+        config.set(key.strip(), value.strip())
     restore = args.restore_from or latest_checkpoint(args)
     if restore:
+        print(f"Resuming from checkpoint {restore}", file=sys.stderr, flush=True)
         config.set("execution.state-recovery.path", restore)
         # The resumed job owns the checkpoint: Flink deletes it once a newer one exists or the
         # job finishes, so it is never resumed twice.

@@ -1,0 +1,141 @@
+"""Crash recovery: the continuous pipeline job SIGKILLed mid-stream, restarted from its last
+checkpoint, and its committed output holds every input exactly once.
+
+Events keep arriving before, during and after the crash (a producer thread), with dead letters
+and re-deliveries mixed in, on two partitions, at parallelism 2.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from confluent_kafka import Consumer, Producer
+
+from tests.integration.test_pipeline_job import produce
+from yieldmeter.contracts import PriceRecord, UsageEvent, to_json_bytes
+from yieldmeter.pipeline_jobs import start_pipeline
+
+pytestmark = pytest.mark.integration
+
+OPTIONS = {
+    "session_gap": "10min", "out_of_orderness": "1min", "idle_timeout": "2s", "catalog_idle_timeout": "2s",
+    "checkpoint_interval": "1s", "parallelism": 2,
+}
+
+
+class Tail:
+    """A read_committed consumer that keeps every record of a topic seen so far."""
+
+    def __init__(self, bootstrap: str, topic: str):
+        self.consumer = Consumer({
+            "bootstrap.servers": bootstrap, "group.id": f"tail-{topic}", "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed", "enable.auto.commit": False,
+        })
+        self.consumer.subscribe([topic])
+        self.rows: list[dict] = []
+
+    def poll(self) -> list[dict]:
+        while messages := self.consumer.consume(5000, 0.5):
+            self.rows += [json.loads(m.value()) for m in messages if m.error() is None]
+        return self.rows
+
+
+class Stream(threading.Thread):
+    """Produces calls (and a dead letter / re-delivery now and then) until stopped."""
+
+    def __init__(self, bootstrap: str, topic: str, start: datetime):
+        super().__init__(daemon=True)
+        self.producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 20})
+        self.topic, self.start_time = topic, start
+        self.valid: list[str] = []
+        self.invalid = 0
+        self.stopped = threading.Event()
+
+    def event(self, i: int) -> UsageEvent:
+        return UsageEvent(
+            event_id=f"e{i}", occurred_at=self.start_time + timedelta(milliseconds=100 * i), org_id="acme",
+            team="t", user_id=f"u{i % 40}", app="helpdesk", provider="openai", request_model="gpt-4o",
+            input_tokens=1000 + i % 7, cache_read_tokens=500, output_tokens=200,
+        )
+
+    def run(self) -> None:
+        i = 0
+        while not self.stopped.is_set():
+            for _ in range(200):  # ~2000 records/s
+                event = self.event(i)
+                self.producer.produce(self.topic, to_json_bytes(event), key=event.user_id.encode())
+                self.valid.append(event.event_id)
+                if i % 97 == 0:
+                    self.producer.produce(self.topic, b'{"event_id": "broken"')
+                    self.invalid += 1
+                if i % 101 == 0 and i > 50:
+                    again = self.event(i - 50)  # a re-delivery, well after the original
+                    self.producer.produce(self.topic, to_json_bytes(again), key=again.user_id.encode())
+                i += 1
+            self.producer.poll(0)
+            time.sleep(0.1)
+        assert self.producer.flush(30) == 0
+
+
+def wait_for(condition, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.5)
+
+
+def test_killed_job_resumes_from_its_checkpoint_exactly_once(settings, new_topics):
+    events, prices, priced, sessions, dlq = new_topics(5, partitions=2)
+    topics = {"events_topic": events, "prices_topic": prices, "priced_topic": priced,
+              "sessions_topic": sessions, "dlq_topic": dlq, "group_id": f"g-{events}"}
+    price = PriceRecord(provider="openai", model="gpt-4o", effective_from="1970-01-01T00:00:00Z",
+                        input_per_mtok="2.5", output_per_mtok="10", cache_read_per_mtok="1.25", source="user")
+    produce(settings.bootstrap_servers, prices, [(price.price_id.encode(), to_json_bytes(price))])
+    now = datetime.now(UTC).replace(microsecond=0)
+    stream = Stream(settings.bootstrap_servers, events, start=now - timedelta(days=1))
+    out, closed, dead = (Tail(settings.bootstrap_servers, t) for t in (priced, sessions, dlq))
+    checkpoints = settings.state_path / "flink" / "checkpoints" / "pipeline" / "continuous"
+
+    stream.start()
+    job = start_pipeline(settings, bounded=False, **topics, **OPTIONS)
+    try:
+        # Crash once a checkpoint has committed some output, while events keep coming.
+        wait_for(lambda: len(list(checkpoints.glob("*/chk-*/_metadata"))) and out.poll(), 300, "a checkpoint with output")
+        assert job.process.poll() is None, job.log_tail()
+        job.kill()
+        before = len(out.poll())
+        assert before < len(stream.valid)
+        time.sleep(2)
+
+        job = start_pipeline(settings, bounded=False, **topics, **OPTIONS)
+        wait_for(lambda: len(out.poll()) > before, 300, "output after the restart")
+        stream.stopped.set()
+        stream.join(30)
+        # Calls are priced once the watermark passes them: one call at the current time moves it
+        # past every call of the stream (it stays pending itself) and closes their sessions.
+        flush = stream.event(0).model_copy(update={"event_id": "flush", "occurred_at": datetime.now(UTC)})
+        produce(settings.bootstrap_servers, events, [(b"flush", to_json_bytes(flush))])
+
+        expected = set(stream.valid)
+        wait_for(lambda: len(out.poll()) >= len(expected), 300, "every call priced")
+        wait_for(lambda: sum(s["calls"] for s in closed.poll()) >= len(expected), 300, "every session closed")
+        wait_for(lambda: len(dead.poll()) >= stream.invalid, 300, "every dead letter")
+        time.sleep(3)  # a few more checkpoints: anything written twice would show now
+        assert job.process.poll() is None, job.log_tail()
+    finally:
+        stream.stopped.set()
+        job.stop()
+
+    ids = [row["event_id"] for row in out.poll()]
+    assert len(ids) == len(set(ids)) == len(expected), "a call is missing or written twice"
+    assert set(ids) == expected
+    assert all(row["pricing_status"] == "priced" for row in out.rows)
+    letters = {(d["source_partition"], d["source_offset"]) for d in dead.poll()}
+    assert len(letters) == len(dead.rows) == stream.invalid
+    assert sum(s["calls"] for s in closed.poll()) == len(expected)
+    assert len({s["session_uid"] for s in closed.rows}) == len(closed.rows)
+    assert f"Resuming from checkpoint {checkpoints.as_uri()}" in job.log.read_text(errors="replace")
