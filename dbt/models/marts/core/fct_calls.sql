@@ -1,0 +1,30 @@
+{{ config(order_by='(org_id, team, app, occurred_at, event_id)', partition_by='toYYYYMM(occurred_at)') }}
+
+-- Calls with their session, and the session's outcome type and idleness, so every mart that
+-- sums calls can split spend by outcome type and by idle versus productive sessions.
+-- (Joined columns are renamed: a name on both sides would come out as c.<name>.)
+with calls as (
+    select * from {{ ref('int_calls_sessionized') }}
+),
+
+sessions as (
+    select session_uid as s_session_uid, outcome_type as session_outcome_type, is_idle as is_idle
+    from {{ ref('fct_sessions') }}
+),
+
+app_types as (
+    select org_id as a_org_id, app as a_app, outcome_type as app_outcome_type
+    from {{ ref('int_app_outcome_types') }}
+)
+
+select
+    c.*,
+    toDate(c.occurred_at) as day,
+    if(c.session_uid != '', s.session_outcome_type, a.app_outcome_type) as outcome_type,
+    {{ as_bool("c.session_uid != '' and s.is_idle") }} as is_idle_session,
+    {{ as_bool("c.status = 'error'") }} as is_error,
+    {{ as_bool("c.retry_of != ''") }} as is_retry,
+    {{ as_bool("c.pricing_status = 'priced'") }} as is_priced
+from calls as c
+left join sessions as s on c.session_uid = s.s_session_uid
+left join app_types as a on c.org_id = a.a_org_id and c.app = a.a_app

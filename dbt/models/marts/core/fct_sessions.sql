@@ -1,0 +1,77 @@
+{{ config(order_by='(org_id, app, started_at, session_uid)') }}
+
+with sessions as (
+    select * from {{ ref('int_sessions_merged') }}
+),
+
+models as (
+    -- the model the session spent most on (tokens break ties, e.g. when nothing is priced)
+    select session_uid, argMax(model, (cost_usd, total_tokens)) as primary_model, sum(calls) as stored_calls
+    from (
+        select session_uid, model, sum(cost_usd) as cost_usd, sum(total_tokens) as total_tokens, count() as calls
+        from {{ ref('int_calls_sessionized') }}
+        where session_uid != ''
+        group by session_uid, model
+    )
+    group by session_uid
+),
+
+outcomes as (
+    select
+        a.session_uid as session_uid,
+        count() as outcomes,
+        countIf(o.is_success) as successful_outcomes,
+        sumIf(o.value_usd, o.is_success) as outcome_value_usd,
+        argMin(o.outcome_type, o.occurred_at) as first_outcome_type,
+        min(o.occurred_at) as first_outcome_at
+    from {{ ref('int_outcome_attribution') }} as a
+    inner join {{ ref('stg_outcomes') }} as o on a.outcome_id = o.outcome_id
+    where a.session_uid != ''
+    group by a.session_uid
+),
+
+app_types as (
+    select * from {{ ref('int_app_outcome_types') }}
+)
+
+select
+    s.session_uid as session_uid,
+    s.session_key as session_key,
+    s.org_id as org_id,
+    s.team as team,
+    s.user_id as user_id,
+    s.app as app,
+    s.session_id as session_id,
+    s.started_at as started_at,
+    s.ended_at as ended_at,
+    toDate(s.started_at) as day,
+    dateDiff('second', s.started_at, s.ended_at) as duration_s,
+    m.primary_model as primary_model,
+    s.models_used as models_used,
+    if(o.outcomes != 0, o.first_outcome_type, a.outcome_type) as outcome_type,
+    s.calls as calls,
+    m.stored_calls as stored_calls,
+    s.error_calls as error_calls,
+    s.cancelled_calls as cancelled_calls,
+    s.retry_calls as retry_calls,
+    s.unpriced_calls as unpriced_calls,
+    s.late_calls as late_calls,
+    s.input_tokens as input_tokens,
+    s.cache_read_tokens as cache_read_tokens,
+    s.cache_write_tokens as cache_write_tokens,
+    s.output_tokens as output_tokens,
+    s.reasoning_tokens as reasoning_tokens,
+    s.total_tokens as total_tokens,
+    s.tool_calls as tool_calls,
+    s.max_input_tokens as max_input_tokens,
+    s.list_cost_usd as list_cost_usd,
+    s.cost_usd as cost_usd,
+    o.outcomes as outcomes,
+    o.successful_outcomes as successful_outcomes,
+    o.outcome_value_usd as outcome_value_usd,
+    o.first_outcome_at as first_outcome_at,
+    o.outcomes = 0 as is_idle
+from sessions as s
+left join models as m on s.session_uid = m.session_uid
+left join outcomes as o on s.session_uid = o.session_uid
+left join app_types as a on s.org_id = a.org_id and s.app = a.app

@@ -1,0 +1,208 @@
+"""dbt on the warehouse: the same project (dbt/) on the embedded engine or on a server.
+
+    run_dbt(settings, ["build"])                      # what `yieldmeter transform` runs
+    run_dbt(settings, ["build", "--select", "marts"])
+    run_dbt(settings, ["docs", "generate"])           # what `yieldmeter docs` runs
+
+Embedded (``chdb:///path``): chdb allows one process per data folder, so dbt runs inside this
+process. dbt-clickhouse builds its clickhouse-connect HTTP client in
+``ChHttpClient._create_client``; for the run, that method returns an in-process chdb client on
+the warehouse folder instead (the ``embedded`` target of dbt/profiles.yml: its host is never
+dialled). Everything else in dbt-clickhouse is unchanged, so the SQL is the server's SQL.
+
+Server (``http(s)://user:password@host:port/db``): the ``server`` target, whose
+CLICKHOUSE_* variables are set from the URL for the run. The password goes into the process
+environment of this run only and is never printed.
+
+dbt writes its artifacts and logs under ``<state>/dbt/`` (target/, logs/), so runs of different
+state folders (tests, benchmarks) never share a manifest.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from yieldmeter.config import PROJECT_ROOT, Settings
+from yieldmeter.errors import YieldmeterError
+from yieldmeter.warehouse import connect, embedded_path, redact
+
+DBT_DIR = PROJECT_ROOT / "dbt"
+# dbt's own commands: `yieldmeter transform <one of these> ...` runs it instead of `build`.
+DBT_COMMANDS = frozenset({
+    "build", "clean", "clone", "compile", "debug", "deps", "docs", "list", "ls", "parse", "retry",
+    "run", "run-operation", "seed", "show", "snapshot", "source", "test",
+})
+# The tables the models read; a warehouse without them has not been migrated.
+SOURCE_TABLES = ("calls", "sessions", "outcomes", "prices", "org_discounts", "dead_letters", "calls_hourly")
+
+
+class TransformError(YieldmeterError):
+    """dbt could not run, or the warehouse is not ready for it; the message says what to do."""
+
+
+@dataclass
+class DbtRun:
+    """What one dbt invocation did."""
+
+    args: list[str]
+    success: bool
+    seconds: float
+    target_path: Path
+    results: list[Any] = field(default_factory=list)  # dbt NodeResults (build, run, test, seed, ...)
+
+    def counts(self) -> Counter:
+        """Node results by status (success, pass, warn, error, fail, skipped)."""
+        return Counter(str(getattr(r.status, "value", r.status)) for r in self.results)
+
+    def failures(self) -> list[str]:
+        return [
+            f"{r.node.resource_type} {r.node.name}: {r.message}"
+            for r in self.results
+            if str(getattr(r.status, "value", r.status)) in ("error", "fail")
+        ]
+
+
+def dbt_dir(settings: Settings) -> Path:
+    """Where dbt writes its artifacts (target/) and logs (logs/) for these settings."""
+    return settings.state_path / "dbt"
+
+
+def dbt_arguments(args: Sequence[str]) -> list[str]:
+    """``yieldmeter transform`` arguments -> dbt arguments: a dbt command first, else ``build``."""
+    args = list(args)
+    if args and args[0] in DBT_COMMANDS:
+        return args
+    return ["build", *args]
+
+
+def server_environment(url: str) -> dict[str, str]:
+    """The CLICKHOUSE_* variables the ``server`` target of dbt/profiles.yml reads, from a URL."""
+    parts = urlsplit(url)
+    secure = parts.scheme == "https"
+    database = parts.path.strip("/") or "default"
+    return {
+        "DBT_TARGET": "server",
+        "CLICKHOUSE_HOST": parts.hostname or "localhost",
+        "CLICKHOUSE_PORT": str(parts.port or (8443 if secure else 8123)),
+        "CLICKHOUSE_USER": unquote(parts.username) if parts.username else "default",
+        "CLICKHOUSE_PASSWORD": unquote(parts.password) if parts.password else "",
+        "CLICKHOUSE_DATABASE": database,
+        "CLICKHOUSE_SECURE": "true" if secure else "false",
+    }
+
+
+@contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextmanager
+def _in_process_clients(url: str) -> Iterator[None]:
+    """dbt-clickhouse's clients become chdb clients on the warehouse folder, for this block."""
+    from dbt.adapters.clickhouse.httpclient import ChHttpClient
+
+    original = ChHttpClient._create_client
+
+    def create_client(self: ChHttpClient, credentials: Any) -> Any:
+        client = connect(url)  # raises WarehouseBusy if another process holds the folder
+        for key, value in self._conn_settings.items():
+            client.set_client_setting(key, value)
+        return client
+
+    ChHttpClient._create_client = create_client
+    try:
+        yield
+    finally:
+        ChHttpClient._create_client = original
+
+
+def check_warehouse(url: str) -> None:
+    """The warehouse answers and holds the source tables (else: run `yieldmeter migrate`)."""
+    client = connect(url)
+    try:
+        present = {row[0] for row in client.query("SHOW TABLES").result_rows}
+    finally:
+        client.close()
+    missing = [t for t in SOURCE_TABLES if t not in present]
+    if missing:
+        raise TransformError(
+            f"The warehouse {redact(url)} has no table {', '.join(missing)}: "
+            "run `yieldmeter migrate` first (then `yieldmeter ingest` or `yieldmeter run` to fill it)."
+        )
+
+
+def run_dbt(settings: Settings, args: Sequence[str]) -> DbtRun:
+    """Run one dbt command (``args`` as on dbt's command line) on the settings' warehouse."""
+    from dbt.cli.main import dbtRunner
+
+    url = settings.warehouse_url
+    embedded = embedded_path(url) is not None
+    args = list(args)
+    if args[:1] not in (["deps"], ["clean"], ["parse"], ["ls"], ["list"]):
+        check_warehouse(url)
+    paths = dbt_dir(settings)
+    environment = {
+        "DBT_PROJECT_DIR": str(DBT_DIR),
+        "DBT_PROFILES_DIR": str(DBT_DIR),
+        "DBT_TARGET_PATH": str(paths / "target"),
+        "DBT_LOG_PATH": str(paths / "logs"),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+    }
+    environment |= {"DBT_TARGET": "embedded", "CLICKHOUSE_DATABASE": "default"} if embedded else server_environment(url)
+    start = time.monotonic()
+    with _environment(environment), (_in_process_clients(url) if embedded else _nothing()):
+        outcome = dbtRunner().invoke(args)
+    seconds = time.monotonic() - start
+    if outcome.exception is not None:
+        raise TransformError(f"dbt {' '.join(args)} failed: {outcome.exception}")
+    results = list(getattr(outcome.result, "results", None) or [])
+    return DbtRun(args, bool(outcome.success), seconds, paths / "target", results)
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
+
+
+def transform(settings: Settings, args: Sequence[str] = ()) -> DbtRun:
+    """``dbt build`` (or the dbt command ``args`` starts with) on the warehouse."""
+    return run_dbt(settings, dbt_arguments(args))
+
+
+def generate_docs(settings: Settings, args: Sequence[str] = ()) -> DbtRun:
+    """``dbt docs generate``: the site (index.html, manifest.json, catalog.json) in target/."""
+    return run_dbt(settings, ["docs", "generate", *args])
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
+        pass
+
+
+def docs_server(directory: Path, port: int = 8580, host: str = "127.0.0.1") -> ThreadingHTTPServer:
+    """An HTTP server for a generated docs site (call serve_forever(); port 0 picks a free one)."""
+    if not (directory / "index.html").exists():
+        raise TransformError(f"No docs site in {directory}: run `yieldmeter docs` first.")
+    try:
+        return ThreadingHTTPServer((host, port), partial(_QuietHandler, directory=str(directory)))
+    except OSError as error:
+        raise TransformError(f"Cannot serve the docs on {host}:{port} ({error.strerror}); pick another --port.") from None
