@@ -39,3 +39,10 @@ select {{ column_name }} as value
 from {{ model }}
 where not match(toString({{ column_name }}), '{{ pattern }}')
 {% endtest %}
+
+{# Every row satisfies the boolean SQL expression. #}
+{% test expression_is_true(model, expression, where=none, column_name=none) %}
+select *
+from {{ model }}
+where not ({{ expression }}) {% if where %}and ({{ where }}){% endif %}
+{% endtest %}
