@@ -12,10 +12,12 @@ from yieldmeter.cli import demo
 from yieldmeter.cli import flink
 from yieldmeter.cli import prices
 from yieldmeter.cli import produce
+from yieldmeter.cli import report
 from yieldmeter.cli import run
 from yieldmeter.cli import services
 from yieldmeter.cli import simulate
 from yieldmeter.cli import sql
+from yieldmeter.cli import transform
 from yieldmeter.cli import warehouse
 from yieldmeter.cli.output import console
 from yieldmeter.errors import YieldmeterError
@@ -43,6 +45,9 @@ app.command()(produce.produce)
 app.command()(produce.normalize)
 app.command()(alerts.alerts)
 app.command()(simulate.simulate)
+app.command()(report.report)
+app.command(context_settings=transform.CONTEXT)(transform.transform)
+app.command(context_settings=transform.CONTEXT)(transform.docs)
 
 
 def main() -> None:
