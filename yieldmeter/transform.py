@@ -137,6 +137,9 @@ def _in_process_clients(url: str) -> Iterator[None]:
 
 def check_warehouse(url: str) -> None:
     """The warehouse answers and holds the source tables (else: run `yieldmeter migrate`)."""
+    path = embedded_path(url)
+    if path is not None and not path.exists():  # connect() would create the folder
+        raise TransformError(f"No warehouse at {path}: run `yieldmeter migrate` first.")
     client = connect(url)
     try:
         present = {row[0] for row in client.query("SHOW TABLES").result_rows}

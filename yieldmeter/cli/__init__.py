@@ -17,6 +17,7 @@ from yieldmeter.cli import run
 from yieldmeter.cli import services
 from yieldmeter.cli import simulate
 from yieldmeter.cli import sql
+from yieldmeter.cli import transform
 from yieldmeter.cli import warehouse
 from yieldmeter.cli.output import console
 from yieldmeter.errors import YieldmeterError
@@ -45,6 +46,8 @@ app.command()(produce.normalize)
 app.command()(alerts.alerts)
 app.command()(simulate.simulate)
 app.command()(report.report)
+app.command(context_settings=transform.CONTEXT)(transform.transform)
+app.command(context_settings=transform.CONTEXT)(transform.docs)
 
 
 def main() -> None:
