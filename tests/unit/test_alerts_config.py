@@ -55,7 +55,7 @@ def test_layers_later_wins_and_team_builds_on_its_org():
         ({"rules": {"spend_spike": {"levels": ["planet"]}}}, "rules.spend_spike.levels[0]: Input should be 'org', 'team' or 'app'"),
         ({"rules": {"spend_spike": {"weeks": 2, "min_weeks": 3}}}, "min_weeks (3) cannot exceed weeks (2)"),
         ({"rules": {"spend_spikes": {}}}, "rules.spend_spikes: no rule named 'spend_spikes'"),
-        ({"rules": {"budget_burn": {}}}, "rules.budget_burn: the rule 'budget_burn' is planned but not available yet"),
+        ({"rules": {"budget_burn": {"warn_share": 1.2}}}, "rules.budget_burn: warn_share (1.2) cannot exceed critical_share (1)"),
         ({"overrides": [{"org": "a", "rules": {"dead_letter_spike": {"min_count": 0}}}]},
          "overrides[0].rules.dead_letter_spike.min_count: Input should be greater than or equal to 1"),
         ({"overrides": [{"team": "x", "rules": {}}]}, "overrides[0].org: Field required"),

@@ -69,7 +69,7 @@ def evaluate(client: Client, config: AlertsConfig, now: datetime, rules: Iterabl
     for spec in RULES.values() if rules is None else rules:
         missing = [t for t in spec.tables if t not in present]
         if missing:
-            result.skipped[spec.name] = f"table {', '.join(missing)} does not exist yet (run `yieldmeter migrate`)"
+            result.skipped[spec.name] = f"table {', '.join(missing)} does not exist yet ({spec.remedy})"
             continue
         try:
             findings = spec.evaluate(client, config, now)

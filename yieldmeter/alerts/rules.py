@@ -6,7 +6,9 @@ alerts YAML, overridable per org and per team) and the warehouse tables it reads
 computes the numbers per entity; Python applies the thresholds, because thresholds differ
 per org and team (``config.params(rule, org, team)``).
 
-Rules that need dbt marts which do not exist yet are listed in :data:`PLANNED`.
+The rules over the dbt marts (budget_burn, cost_per_outcome_regression, tokenmaxxing) live
+in :mod:`yieldmeter.alerts.mart_rules`, registered when this module is imported. A rule
+announced but not built yet would be listed in :data:`PLANNED`.
 """
 
 from __future__ import annotations
@@ -54,23 +56,20 @@ class RuleSpec:
     params: type[RuleParams]
     tables: tuple[str, ...]  # the rule is skipped (not failed) while one of these does not exist
     description: str
+    remedy: str = "run `yieldmeter migrate`"  # what makes the tables exist, for the skip message
 
 
 RULES: dict[str, RuleSpec] = {}
 
-PLANNED: dict[str, str] = {
-    # TODO(issue 7): wire these to the dbt marts once they exist.
-    "budget_burn": "needs a budgets table or mart (budget per org/team per month): projected month-end "
-    "spend = month-to-date + run rate; warning over 80%, critical over 100% of budget",
-    "cost_per_outcome_regression": "needs the cost-per-outcome mart: cost per successful outcome per "
-    "entity and week, compared week over week",
-    "tokenmaxxing": "needs the tokenmaxxing mart: fires when an entity gets a new flag, with its evidence",
-}
+PLANNED: dict[str, str] = {}  # rule name -> what it still needs (none at present)
 
 
-def rule(name: str, params: type[RuleParams], tables: tuple[str, ...]) -> Callable[[Finder], Finder]:
+def rule(
+    name: str, params: type[RuleParams], tables: tuple[str, ...], remedy: str = "run `yieldmeter migrate`"
+) -> Callable[[Finder], Finder]:
     def register(function: Finder) -> Finder:
-        RULES[name] = RuleSpec(name, function, params, tables, (function.__doc__ or "").strip().splitlines()[0])
+        description = (function.__doc__ or "").strip().splitlines()[0]
+        RULES[name] = RuleSpec(name, function, params, tables, description, remedy)
         return function
 
     return register
@@ -491,5 +490,8 @@ def dead_letter_spike(client: Client, config: AlertsConfig, now: datetime) -> li
         )
     return findings
 
+
+# registers the rules over the dbt marts (they build on the helpers above)
+from yieldmeter.alerts import mart_rules  # noqa: E402,F401
 
 __all__ = ["PLANNED", "RULES", "RuleParams", "RuleSpec", "robust_baseline", "robust_threshold", "rule"]

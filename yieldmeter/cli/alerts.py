@@ -1,4 +1,5 @@
-"""`yieldmeter alerts`: evaluate the alert rules now, record incidents, deliver to Slack."""
+"""`yieldmeter alerts`: evaluate the alert rules now (or as of --at, to replay), record incidents,
+deliver to Slack."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import typer
 
 from yieldmeter.alerts import PLANNED, load_config
 from yieldmeter.alerts.engine import cycle, evaluate, plan
-from yieldmeter.alerts.model import format_value
+from yieldmeter.alerts.model import format_value, utc
 from yieldmeter.alerts.store import IncidentStore
 from yieldmeter.cli.output import console, settings
 from yieldmeter.warehouse import open_warehouse
@@ -19,6 +20,10 @@ DEFAULT_CONFIG = Path("alerts.yaml")
 
 def alerts(
     dry_run: bool = typer.Option(False, "--dry-run", help="Show what would fire; send nothing, store nothing."),
+    at: datetime = typer.Option(
+        None, "--at", formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d"],
+        help="Evaluate as of this time (ISO, UTC unless it has an offset), to replay a past hour. Default: now.",
+    ),
     config_file: Path = typer.Option(
         None, "--config", envvar="YIELDMETER_ALERTS_CONFIG",
         help="Alerts YAML (thresholds, overrides, routes). Default: ./alerts.yaml if present, else built-in "
@@ -29,7 +34,7 @@ def alerts(
     config = settings()
     path = config_file or (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
     rules = load_config(path, default_webhook=config.slack_webhook_url)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(timezone.utc) if at is None else utc(at)
     with open_warehouse(config.warehouse_url) as client:
         if dry_run:
             store = IncidentStore(client)
@@ -55,7 +60,8 @@ def alerts(
         )
     if not decisions:
         console.print("Nothing fires.")
-    console.print(f"[dim]Not yet available: {', '.join(PLANNED)} (they need the dbt marts).[/dim]")
+    if PLANNED:
+        console.print(f"[dim]Not yet available: {', '.join(PLANNED)}.[/dim]")
     if dry_run:
         console.print("Dry run: nothing was stored or sent.")
     else:
