@@ -1,8 +1,18 @@
--- Every call with the session it belongs to. An on-time call lies inside a closed session of its
--- key (the latest one starting at or before it); a late call is in the session its correction
--- was merged into. A call whose session has not closed yet (a continuous run) gets ''.
+-- Every call with the session it belongs to. A call the sessionizer received after its session
+-- had closed came back as a correction (fragment md5('late|' + event_id)) and is in the session
+-- that correction was merged into; any other call lies inside the closed session of its key
+-- that started last before it. A call whose session has not closed yet (a continuous run)
+-- gets ''. Which calls were late is read from the corrections themselves, not from a flag, so
+-- it holds whichever job decided it.
 with calls as (
-    select * from {{ ref('stg_calls') }}
+    select *, lower(hex(MD5(concat('late|', event_id)))) as correction_uid
+    from {{ ref('stg_calls') }}
+),
+
+corrections as (
+    select fragment_uid, session_uid
+    from {{ ref('int_session_fragments') }}
+    where is_correction
 ),
 
 closed as (
@@ -11,24 +21,22 @@ closed as (
     where not is_correction
 ),
 
-on_time as (
+in_windows as (
     select
-        c.*,
-        if(s.is_match and c.occurred_at <= s.ended_at, s.session_uid, '') as session_uid
-    from (select * from calls where not is_late) as c
+        c.* except (correction_uid),
+        if(s.is_match and c.occurred_at <= s.ended_at, s.session_uid, '') as session_uid,
+        false as is_session_correction
+    from (select * from calls where correction_uid not in (select fragment_uid from corrections)) as c
     asof left join closed as s
         on c.session_key = s.session_key and c.occurred_at >= s.started_at
 ),
 
-late as (
-    select c.* except (fragment_uid), f.session_uid as session_uid
-    from (
-        select *, lower(hex(MD5(concat('late|', event_id)))) as fragment_uid
-        from calls where is_late
-    ) as c
-    left join {{ ref('int_session_fragments') }} as f on c.fragment_uid = f.fragment_uid
+corrected as (
+    select c.* except (correction_uid), f.session_uid as session_uid, true as is_session_correction
+    from (select * from calls where correction_uid in (select fragment_uid from corrections)) as c
+    inner join corrections as f on c.correction_uid = f.fragment_uid
 )
 
-select * from on_time
+select * from in_windows
 union all
-select * from late
+select * from corrected
