@@ -13,12 +13,16 @@ from datetime import datetime, timedelta
 
 from clickhouse_connect.driver.client import Client
 
-from yieldmeter.alerts.config import AlertsConfig, load_config
+from yieldmeter.alerts.config import AlertsConfig, build_config
 from yieldmeter.alerts.engine import cycle, evaluate
 from yieldmeter.alerts.model import Finding, format_value
 from yieldmeter.alerts.rules import RULES
 from yieldmeter.alerts.store import IncidentStore
 from yieldmeter.config import Settings
+
+# The simulator's default workload spends about 1/100 of a real team's: the built-in $1/hour
+# spend floor (meant to keep cents-per-hour wobbles quiet) is scaled down with it.
+SIMULATION_RULES = {"rules": {"spend_spike": {"min_cost_usd": "0.2"}}}
 
 HOURLY_RULES = ("spend_spike", "error_rate_spike", "unpriced_model", "dead_letter_spike")
 
@@ -53,13 +57,19 @@ def replay_findings(client: Client, config: AlertsConfig, manifest: dict) -> lis
     return out
 
 
+def simulation_config(settings: Settings | None = None) -> AlertsConfig:
+    """The built-in thresholds, with the spend floor scaled to the simulator's workload."""
+    webhook = settings.slack_webhook_url if settings else None
+    return build_config(SIMULATION_RULES, "built-in defaults, spend floor scaled to the simulation", webhook)
+
+
 def demo_alerts(client: Client, settings: Settings, manifest: dict) -> list[str]:
     """Replay the alerts over the demo's simulated workload; printable lines.
 
     With no webhook configured this is a dry run (findings are printed, nothing stored);
     with one, each replay point is a real cycle: incidents stored and delivered to Slack.
     """
-    config = load_config(None, default_webhook=settings.slack_webhook_url)
+    config = simulation_config(settings)
     live = settings.slack_webhook_url is not None and not IncidentStore(client).missing_tables()
     lines = []
     for point in replay_points(manifest, config):
