@@ -21,6 +21,7 @@ Target: >= 50k events/s sustained on this 2-core machine.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
@@ -84,15 +85,23 @@ def committed_count(settings, topic: str, parts: int) -> int:
     return count
 
 
-def java_child(pid: int) -> int | None:
-    """The JVM the PyFlink driver started (the mini-cluster runs in it)."""
+def java_descendant(pid: int) -> int | None:
+    """The JVM the PyFlink driver started (the mini-cluster runs in it), found through /proc."""
+    children: dict[int, list[int]] = defaultdict(list)
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[1]) == pid and b"java" in (stat.parent / "cmdline").read_bytes():
-                return int(stat.parent.name)
+            children[int(stat.read_text().rsplit(")", 1)[1].split()[1])].append(int(stat.parent.name))
         except (OSError, IndexError, ValueError):
             continue
+    todo = list(children[pid])
+    while todo:
+        child = todo.pop()
+        try:
+            if b"java" in Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")[0]:
+                return child
+        except OSError:
+            pass
+        todo += children[child]
     return None
 
 
@@ -114,7 +123,7 @@ class Watch(threading.Thread):
     def run(self) -> None:
         java = None
         while not self.done.is_set():
-            java = java or java_child(self.driver_pid)
+            java = java or java_descendant(self.driver_pid)
             if java:
                 try:
                     status = Path(f"/proc/{java}/status").read_text()
@@ -148,8 +157,9 @@ def short(vertex: str) -> str:
 
 def run(settings, parallelism: int, group: str, topics: dict) -> tuple[float, Watch]:
     rest_port = free_port()
+    options = json.loads(os.environ.get("BENCH_JOB_OPTIONS", "{}"))  # e.g. '{"out_of_orderness": "1min"}'
     job = start_pipeline(settings, group_id=group, parallelism=parallelism, flink_conf=f"rest.port={rest_port}",
-                         checkpoint_dir=(settings.state_path / "ckpt" / group).as_uri(), **topics)  # fmt: skip
+                         checkpoint_dir=(settings.state_path / "ckpt" / group).as_uri(), **topics | options)  # fmt: skip
     watch = Watch(job.process.pid, rest_port)
     watch.start()
     started = time.monotonic()

@@ -59,6 +59,8 @@ def table_environment(args, job_name: str):
     config.set("parallelism.default", str(args.parallelism))
     config.set("pipeline.name", job_name)
     config.set("table.local-time-zone", "UTC")  # every timestamp on the wire is UTC
+    # Chained operators hand rows over without a deep copy (Flink SQL's operators copy what they keep).
+    config.set("pipeline.object-reuse", "true")
     # A failing job retries a few times, then fails for good (the default retries forever).
     config.set("restart-strategy.type", "fixed-delay")
     config.set("restart-strategy.fixed-delay.attempts", "3")
@@ -75,6 +77,7 @@ def table_environment(args, job_name: str):
         key, _, value = option.partition("=")
         config.set(key.strip(), value.strip())
     restore = args.restore_from or latest_checkpoint(args)
+    args.resumed = bool(restore)
     if restore:
         print(f"Resuming from checkpoint {restore}", file=sys.stderr, flush=True)
         config.set("execution.state-recovery.path", restore)
@@ -216,7 +219,11 @@ def kafka_options(args, topic: str, *, source: bool, from_start: bool = False) -
             "scan.startup.mode": "earliest-offset" if from_start else "group-offsets",
             "properties.auto.offset.reset": "earliest",
         }
-        if args.bounded:
+        stops = getattr(args, "stop_offsets", {}).get(topic)
+        if args.bounded and stops is not None:
+            options["scan.bounded.mode"] = "specific-offsets"
+            options["scan.bounded.specific-offsets"] = ";".join(f"partition:{p},offset:{o}" for p, o in sorted(stops.items()))
+        elif args.bounded:
             options["scan.bounded.mode"] = "latest-offset"
     else:
         options |= {
@@ -226,6 +233,143 @@ def kafka_options(args, topic: str, *, source: bool, from_start: bool = False) -
             "properties.transaction.timeout.ms": "600000",
         }
     return ",\n  ".join(f"'{key}' = '{value}'" for key, value in options.items())
+
+
+# --- bounded runs: where they stop, and committing it -----------------------------------------
+#
+# Flink commits a source's offsets to Kafka asynchronously after each checkpoint, as a bookmark
+# (its exactly-once rests on checkpoints, not on these offsets), and the last commit of a
+# bounded run can be lost as the job shuts down: the next run would read the tail again. So a
+# bounded run fixes its end offsets before it starts (kept beside the checkpoints, so a resumed
+# run stops at the same place) and, once the job has finished and its output is committed,
+# commits them itself, synchronously: persist -> commit offsets -> done.
+
+
+def _kafka_packages():
+    """The Kafka client packages of the connector on the job's classpath, through the JVM."""
+    from pyflink.java_gateway import get_gateway
+
+    jvm = get_gateway().jvm
+
+    def package(name: str):
+        node = jvm
+        for part in name.split("."):
+            node = getattr(node, part)
+        return node
+
+    for prefix in ("org.apache.flink.kafka.shaded.org.apache.kafka", "org.apache.kafka"):
+        consumer = package(f"{prefix}.clients.consumer")
+        if type(consumer.KafkaConsumer).__name__ == "JavaClass":  # else py4j answers a JavaPackage
+            return jvm, consumer, package(f"{prefix}.common")
+    raise SystemExit("The Kafka connector's classes are not on the job's classpath (pass --jars).")
+
+
+def _consumer(args, group: str):
+    jvm, consumer, common = _kafka_packages()
+    properties = jvm.java.util.Properties()
+    deserializer = f"{common._fqn}.serialization.ByteArrayDeserializer"
+    for key, value in {
+        "bootstrap.servers": args.bootstrap, "group.id": group, "enable.auto.commit": "false",
+        "isolation.level": "read_committed", "key.deserializer": deserializer, "value.deserializer": deserializer,
+    }.items():
+        properties.setProperty(key, value)
+    return jvm, consumer, common, consumer.KafkaConsumer(properties)
+
+
+def end_offsets(args, topic: str) -> dict[int, int]:
+    """The read_committed end offset of every partition of ``topic``."""
+    jvm, _, common, client = _consumer(args, args.group_id)
+    try:
+        partitions = jvm.java.util.ArrayList()
+        for info in client.partitionsFor(topic):
+            partitions.add(common.TopicPartition(topic, info.partition()))
+        ends = client.endOffsets(partitions)
+        return {tp.partition(): int(ends.get(tp)) for tp in partitions}
+    finally:
+        client.close()
+
+
+def commit_offsets(args, group: str, topic: str, offsets: dict[int, int]) -> None:
+    jvm, consumer, common, client = _consumer(args, group)
+    try:
+        commits = jvm.java.util.HashMap()
+        for partition, offset in offsets.items():
+            commits.put(common.TopicPartition(topic, partition), consumer.OffsetAndMetadata(offset))
+        client.commitSync(commits)
+    finally:
+        client.close()
+
+
+def _stops_file(args) -> Path | None:
+    root = _local_dir(args.checkpoint_dir)
+    return root / "bounded-end-offsets.json" if root else None
+
+
+def bounded_stops(args, *topics: str) -> None:
+    """Fix where this bounded run stops reading ``topics`` (args.stop_offsets; see above)."""
+    saved = _stops_file(args)
+    state = json.loads(saved.read_text()) if saved and saved.exists() else None
+    if state and state["finished"]:  # the last run finished but did not get to commit: do it now
+        _commit(args, state["offsets"])
+        state = None
+    if args.resumed and state:
+        args.stop_offsets = {t: {int(p): o for p, o in offsets.items()} for t, offsets in state["offsets"].items()}
+        return
+    args.stop_offsets = {topic: end_offsets(args, topic) for topic in topics}
+    if saved:
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        saved.write_text(json.dumps({"offsets": args.stop_offsets, "finished": False}))
+
+
+def _commit(args, offsets: dict) -> None:
+    for topic, partitions in offsets.items():
+        commit_offsets(args, args.group_id, topic, {int(p): o for p, o in partitions.items()})
+
+
+def finish_bounded(args) -> None:
+    """After a bounded run succeeded: commit where it stopped, so the next run starts there."""
+    saved = _stops_file(args)
+    offsets = getattr(args, "stop_offsets", {})
+    if saved:
+        saved.write_text(json.dumps({"offsets": offsets, "finished": True}))
+    _commit(args, offsets)
+    if saved:
+        saved.unlink()
+
+
+_VIEW = re.compile(r"CREATE\s+TEMPORARY\s+VIEW\s+(\w+)\s+AS\s+(.*)", re.IGNORECASE | re.DOTALL)
+
+
+def statement_set_from_sql(t_env, statements: list[str]):
+    """Run the DDL, create the views, and collect the INSERTs into one statement set.
+
+    A view becomes a Table object, not a SQL view: each reference to a SQL view is expanded
+    anew, and the temporal joins' correlation ids then differ, so the planner would build the
+    same pricing once per INSERT. One Table is planned once and shared.
+    """
+    statement_set = t_env.create_statement_set()
+    for statement in statements:
+        view = _VIEW.match(statement)
+        if view:
+            t_env.create_temporary_view(view.group(1), t_env.sql_query(view.group(2)))
+        elif statement.upper().startswith("INSERT"):
+            statement_set.add_insert_sql(statement)
+        else:
+            t_env.execute_sql(statement)
+    return statement_set
+
+
+def execute(t_env, statement_set, edit_plan=None):
+    """Submit the statement set (through its compiled plan when ``edit_plan`` rewrites the JSON)."""
+    if edit_plan is None:
+        return statement_set.execute()
+    from pyflink.table import PlanReference
+    from pyflink.table.compiled_plan import CompiledPlan
+
+    plan = edit_plan(statement_set.compile_plan().as_json_string())
+    loaded = t_env.load_plan(PlanReference.from_json_string(plan))
+    # PyFlink 2.2's load_plan hands the plan the Java environment, whose execute() then fails.
+    return CompiledPlan(loaded._j_compiled_plan, t_env).execute()
 
 
 def render_sql(name: str, **values: str) -> list[str]:

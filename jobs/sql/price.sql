@@ -1,5 +1,5 @@
--- The pipeline job: usage.events -> validate -> deduplicate -> price -> sessionize, in event
--- time, exactly once. jobs/README.md says what goes in and out, and why; pipeline.py runs it.
+-- The price job: usage.events -> validate -> deduplicate -> price -> usage.priced (and usage.dlq),
+-- in event time, exactly once. jobs/README.md says what goes in and out, and why; price.py runs it.
 -- Placeholders (dollar-brace names) are filled from the command line. Each CREATE TEMPORARY
 -- VIEW becomes a Table object, so a view that several INSERTs read is planned once.
 
@@ -8,9 +8,11 @@
 -- Every record of usage.events, undecoded: whatever it holds is either valid or a dead letter.
 -- The rowtime is read from the raw JSON (YM_EVENT_TIME) because a watermark can only be
 -- declared here; a missing, bad or more-than-5-minutes-ahead time is the epoch, which never
--- moves the watermark.
+-- moves the watermark. The watermark trails by a few seconds only: the temporal joins hold
+-- every call until the watermark passes it, and rescan all they hold at each watermark, so a
+-- long delay costs quadratic time; sessionize.py has the long, configurable one.
 CREATE TABLE events_src (
-  `value`     STRING,
+  `value`     BYTES,
   `topic`     STRING METADATA VIRTUAL,
   `partition` INT    METADATA VIRTUAL,
   `offset`    BIGINT METADATA VIRTUAL,
@@ -101,7 +103,6 @@ CREATE TABLE priced_sink (
   cost_reasoning_usd   STRING,
   list_cost_usd        STRING,
   cost_usd             STRING,
-  is_late              BOOLEAN,
   source_topic         STRING,
   source_partition     INT,
   source_offset        BIGINT
@@ -109,41 +110,6 @@ CREATE TABLE priced_sink (
   ${priced_options},
   'key.format' = 'raw',
   'key.fields' = 'event_id',
-  'value.format' = 'json',
-  'value.fields-include' = 'ALL'
-);
-
--- One row per closed session, or per late call (is_correction: merge it into its session).
-CREATE TABLE sessions_sink (
-  session_uid        STRING,
-  session_key        STRING,
-  is_correction      BOOLEAN,
-  org_id             STRING,
-  team               STRING,
-  user_id            STRING,
-  app                STRING,
-  session_id         STRING,
-  started_at         STRING,
-  ended_at           STRING,
-  calls              BIGINT,
-  errors             BIGINT,
-  cancelled          BIGINT,
-  retries            BIGINT,
-  unpriced_calls     BIGINT,
-  input_tokens       BIGINT,
-  cache_read_tokens  BIGINT,
-  cache_write_tokens BIGINT,
-  output_tokens      BIGINT,
-  reasoning_tokens   BIGINT,
-  tool_calls         BIGINT,
-  max_input_tokens   BIGINT,
-  models_used        ARRAY<STRING>,
-  list_cost_usd      STRING,
-  cost_usd           STRING
-) WITH (
-  ${sessions_options},
-  'key.format' = 'raw',
-  'key.fields' = 'session_uid',
   'value.format' = 'json',
   'value.fields-include' = 'ALL'
 );
@@ -161,7 +127,7 @@ SELECT
   e.trace_id, e.latency_ms, e.status, e.error_type, e.retry_of, e.tool_calls, e.attributes,
   e.session_key,
   COALESCE(e.reason, CASE WHEN e.event_id IS NULL THEN '(event): not decoded' END) AS reason,
-  s.occurred_at, s.proc_time, s.`value` AS payload,
+  s.occurred_at, s.proc_time, s.`value` AS payload_bytes,
   s.`topic` AS source_topic, s.`partition` AS source_partition, s.`offset` AS source_offset
 FROM events_src AS s
 LEFT JOIN LATERAL TABLE(YM_PARSE_USAGE_EVENT(s.`value`, s.occurred_at)) AS e ON TRUE;
@@ -178,8 +144,8 @@ SELECT
   output_tokens, reasoning_tokens, service_tier, session_id, trace_id, latency_ms, status,
   error_type, retry_of, tool_calls, attributes, session_key, source_topic, source_partition,
   source_offset,
-  -- Behind the watermark already: the session window would drop it, so it becomes a
-  -- correction (see sessions_sink). Decided here, before the joins hold the row back.
+  -- Behind the watermark already: if the price changed since, the joins may have dropped the
+  -- version in force at its time (pricing_status 'unpriced_late'). Decided before the joins.
   (occurred_at <= CURRENT_WATERMARK(occurred_at)) IS TRUE AS is_late
 FROM (
   SELECT *, ROW_NUMBER() OVER (PARTITION BY event_id ORDER BY proc_time ASC) AS row_num
@@ -316,11 +282,6 @@ SELECT
   END AS cost_usd
 FROM calls_costed;
 
--- === sessions =================================================================================
-
-CREATE TEMPORARY VIEW calls_on_time AS
-SELECT * FROM calls_priced WHERE NOT is_late;
-
 -- === outputs ==================================================================================
 
 INSERT INTO dlq_sink
@@ -328,7 +289,7 @@ SELECT
   source_topic, source_partition, source_offset,
   DATE_FORMAT(CURRENT_TIMESTAMP, 'yyyy-MM-dd''T''HH:mm:ss.SSS''Z''') AS rejected_at,
   reason,
-  COALESCE(payload, '') AS payload
+  COALESCE(CAST(payload_bytes AS STRING), '') AS payload
 FROM events_checked
 WHERE reason IS NOT NULL;
 
@@ -342,46 +303,5 @@ SELECT
   CAST(cost_input_usd AS STRING), CAST(cost_cache_read_usd AS STRING),
   CAST(cost_cache_write_usd AS STRING), CAST(cost_output_usd AS STRING),
   CAST(cost_reasoning_usd AS STRING), CAST(list_cost_usd AS STRING), CAST(cost_usd AS STRING),
-  is_late, source_topic, source_partition, source_offset
+  source_topic, source_partition, source_offset
 FROM calls_priced;
-
--- A session closes when the watermark passes its last call + the gap. Its uid is md5(key |
--- start): the same input in the same order gives the same uid; start is the first call, which
--- only moves while the session is open (an earlier on-time call extends it backwards).
-INSERT INTO sessions_sink
-SELECT
-  MD5(session_key || '|' || DATE_FORMAT(window_start, 'yyyy-MM-dd''T''HH:mm:ss.SSS''Z''')) AS session_uid,
-  session_key,
-  FALSE AS is_correction,
-  MIN(org_id), MIN(team), MIN(user_id), MIN(app), MIN(session_id),
-  DATE_FORMAT(MIN(occurred_at), 'yyyy-MM-dd''T''HH:mm:ss.SSS''Z'''),
-  DATE_FORMAT(MAX(occurred_at), 'yyyy-MM-dd''T''HH:mm:ss.SSS''Z'''),
-  COUNT(*),
-  SUM(CASE WHEN status = 'error' THEN 1 ELSE 0 END),
-  SUM(CASE WHEN status = 'cancelled' THEN 1 ELSE 0 END),
-  SUM(CASE WHEN retry_of IS NOT NULL THEN 1 ELSE 0 END),
-  SUM(CASE WHEN price_id IS NULL THEN 1 ELSE 0 END),
-  SUM(input_tokens), SUM(cache_read_tokens), SUM(cache_write_tokens), SUM(output_tokens),
-  SUM(reasoning_tokens), SUM(tool_calls), MAX(input_tokens),
-  ARRAY_SORT(ARRAY_AGG(DISTINCT model)),
-  CAST(SUM(list_cost_usd) AS STRING),
-  CAST(SUM(cost_usd) AS STRING)
-FROM TABLE(SESSION(TABLE calls_on_time PARTITION BY session_key, DESCRIPTOR(occurred_at), ${session_gap}))
-GROUP BY session_key, window_start, window_end
-UNION ALL
--- A late call, alone: the warehouse adds it to the session of the same session_key whose
--- [started_at - gap, ended_at + gap] holds its time (or counts it as a session of its own).
-SELECT
-  MD5('late|' || event_id), session_key, TRUE, org_id, team, user_id, app, session_id,
-  DATE_FORMAT(occurred_at, 'yyyy-MM-dd''T''HH:mm:ss.SSS''Z'''),
-  DATE_FORMAT(occurred_at, 'yyyy-MM-dd''T''HH:mm:ss.SSS''Z'''),
-  CAST(1 AS BIGINT),
-  CAST(CASE WHEN status = 'error' THEN 1 ELSE 0 END AS BIGINT),
-  CAST(CASE WHEN status = 'cancelled' THEN 1 ELSE 0 END AS BIGINT),
-  CAST(CASE WHEN retry_of IS NOT NULL THEN 1 ELSE 0 END AS BIGINT),
-  CAST(CASE WHEN price_id IS NULL THEN 1 ELSE 0 END AS BIGINT),
-  input_tokens, cache_read_tokens, cache_write_tokens, output_tokens, reasoning_tokens,
-  tool_calls, input_tokens, ARRAY[model],
-  CAST(list_cost_usd AS STRING), CAST(cost_usd AS STRING)
-FROM calls_priced
-WHERE is_late;

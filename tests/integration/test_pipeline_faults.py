@@ -98,7 +98,7 @@ def test_killed_job_resumes_from_its_checkpoint_exactly_once(settings, new_topic
     now = datetime.now(UTC).replace(microsecond=0)
     stream = Stream(settings.bootstrap_servers, events, start=now - timedelta(days=1))
     out, closed, dead = (Tail(settings.bootstrap_servers, t) for t in (priced, sessions, dlq))
-    checkpoints = settings.state_path / "flink" / "checkpoints" / "pipeline" / "continuous"
+    checkpoints = settings.state_path / "flink" / "checkpoints" / "pipeline" / "price" / "continuous"
 
     stream.start()
     job = start_pipeline(settings, bounded=False, **topics, **OPTIONS)

@@ -15,7 +15,8 @@ import org.apache.flink.table.functions.TableFunction;
 import org.apache.flink.types.Row;
 
 /**
- * YM_PARSE_USAGE_EVENT(value, occurred_at): decodes one usage.events record and checks it against
+ * YM_PARSE_USAGE_EVENT(value, occurred_at): decodes one usage.events record (its raw bytes, UTF-8
+ * JSON) and checks it against
  * the UsageEvent contract (yieldmeter/contracts.py) in a single pass over the JSON.
  *
  * <p>Always emits exactly one row, so every input record is either valid ({@code reason} null)
@@ -80,7 +81,7 @@ public class UsageEventParser extends TableFunction<Row> {
         values = new Object[SLOTS][3];
     }
 
-    public void eval(String value, @DataTypeHint("TIMESTAMP_LTZ(3)") Instant occurredAt) {
+    public void eval(byte[] value, @DataTypeHint("TIMESTAMP_LTZ(3)") Instant occurredAt) {
         Wire.Problems problems = new Wire.Problems();
         if (value == null) {
             problems.add("(event)", "empty record (null value)");

@@ -361,4 +361,9 @@ final class Wire {
     static JsonParser parser(String text) throws java.io.IOException {
         return JSON.createParser(text);
     }
+
+    /** Jackson reads UTF-8 bytes directly (no String first); invalid UTF-8 is a parse error. */
+    static JsonParser parser(byte[] utf8) throws java.io.IOException {
+        return JSON.createParser(utf8);
+    }
 }
