@@ -48,12 +48,13 @@ $(FLINK_JARS): infra/maven/flink/pom.xml
 	$(MVN) -f $< $(MVN_COPY) -DoutputDirectory=$(abspath $(LIB)/flink)
 	@touch $@
 
-# Headless Chromium opens the HTML report in its test (tests/integration/test_report.py).
-# Without root to install it, setup goes on and that test skips, saying why.
+# Headless Chromium opens the HTML report and the dbt docs site in their tests
+# (tests/integration/test_report.py, tests/e2e/test_docs_site.py).
+# Without root to install it, setup goes on and those tests skip, saying why.
 $(CHROMIUM_OK):
 	@if command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium); then \
 	  mkdir -p $(@D) && touch $@; \
-	else echo "Chromium is not installed and apt-get could not install it: the report's browser test will skip."; fi
+	else echo "Chromium is not installed and apt-get could not install it: the browser tests will skip."; fi
 
 test: setup ## Run the whole test suite on real Kafka, Flink and ClickHouse
 	$(APP_VENV)/bin/pytest

@@ -13,7 +13,7 @@ CONTEXT = {"allow_extra_args": True, "ignore_unknown_options": True, "help_optio
 
 def _summary(run: DbtRun) -> None:
     counts = run.counts()
-    parts = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "nothing to do"
+    parts = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "done"
     mark = "[green]✓[/green]" if run.success else "[red]✗[/red]"
     console.print(f"{mark} dbt {' '.join(run.args)}: {parts} in {run.seconds:.1f}s")
     for failure in run.failures():
