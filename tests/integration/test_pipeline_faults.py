@@ -115,14 +115,18 @@ def test_killed_job_resumes_from_its_checkpoint_exactly_once(settings, new_topic
         wait_for(lambda: len(out.poll()) > before, 300, "output after the restart")
         stream.stopped.set()
         stream.join(30)
-        # Calls are priced once the watermark passes them: one call at the current time moves it
-        # past every call of the stream (it stays pending itself) and closes their sessions.
-        flush = stream.event(0).model_copy(update={"event_id": "flush", "occurred_at": datetime.now(UTC)})
-        produce(settings.bootstrap_servers, events, [(b"flush", to_json_bytes(flush))])
+        # A call is priced once the price job's watermark passes it, and a session closes once
+        # the sessionize job's watermark (from the priced calls) passes it: two calls of now
+        # carry both past every call of the stream. The newest stays pending, the other is
+        # priced but its session stays open.
+        now = datetime.now(UTC)
+        flush = [stream.event(0).model_copy(update={"event_id": f"flush-{i}", "occurred_at": now - timedelta(seconds=30 - 30 * i)})
+                 for i in range(2)]  # fmt: skip
+        produce(settings.bootstrap_servers, events, [(b"flush", to_json_bytes(f)) for f in flush])
 
-        expected = set(stream.valid)
+        expected = set(stream.valid) | {"flush-0"}
         wait_for(lambda: len(out.poll()) >= len(expected), 300, "every call priced")
-        wait_for(lambda: sum(s["calls"] for s in closed.poll()) >= len(expected), 300, "every session closed")
+        wait_for(lambda: sum(s["calls"] for s in closed.poll()) >= len(stream.valid), 300, "every session closed")
         wait_for(lambda: len(dead.poll()) >= stream.invalid, 300, "every dead letter")
         time.sleep(3)  # a few more checkpoints: anything written twice would show now
         assert job.process.poll() is None, job.log_tail()
@@ -136,6 +140,6 @@ def test_killed_job_resumes_from_its_checkpoint_exactly_once(settings, new_topic
     assert all(row["pricing_status"] == "priced" for row in out.rows)
     letters = {(d["source_partition"], d["source_offset"]) for d in dead.poll()}
     assert len(letters) == len(dead.rows) == stream.invalid
-    assert sum(s["calls"] for s in closed.poll()) == len(expected)
+    assert sum(s["calls"] for s in closed.poll()) == len(stream.valid)  # flush-0's session is open
     assert len({s["session_uid"] for s in closed.rows}) == len(closed.rows)
     assert f"Resuming from checkpoint {checkpoints.as_uri()}" in job.log.read_text(errors="replace")
