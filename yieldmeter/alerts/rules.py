@@ -137,7 +137,9 @@ def _settle(config: AlertsConfig) -> timedelta:
 class SpendSpikeParams(RuleParams):
     levels: tuple[Level, ...] = Field(("team", "app"), description="Which entities to watch: org, team, app.")
     weeks: int = Field(4, ge=1, le=12, description="Baseline: the same hour of the week in this many previous weeks.")
-    min_weeks: int = Field(2, ge=1, le=12, description="Fewer weeks of history than this: use recent hours instead.")
+    min_weeks: int = Field(2, ge=1, le=12, description="Fewer weeks of history than this: use the same hour of previous days.")
+    days: int = Field(7, ge=1, le=28, description="Daily baseline: the same hour of the day in this many previous days.")
+    min_days: int = Field(3, ge=1, le=28, description="Fewer days of history than this: use recent hours instead.")
     fallback_hours: int = Field(168, ge=24, le=168, description="Fallback baseline: up to this many previous hours.")
     min_fallback_hours: int = Field(24, ge=1, le=168, description="Less history than this: no baseline, no alert.")
     k: Decimal = Field(Decimal("3.5"), ge=0, description="Robust z: the value must exceed median + k × 1.4826 × MAD.")
@@ -151,6 +153,8 @@ class SpendSpikeParams(RuleParams):
     def _history(self) -> SpendSpikeParams:
         if self.min_weeks > self.weeks:
             raise ValueError(f"min_weeks ({self.min_weeks}) cannot exceed weeks ({self.weeks})")
+        if self.min_days > self.days:
+            raise ValueError(f"min_days ({self.min_days}) cannot exceed days ({self.days})")
         if self.min_fallback_hours > self.fallback_hours:
             raise ValueError(
                 f"min_fallback_hours ({self.min_fallback_hours}) cannot exceed fallback_hours ({self.fallback_hours})"
@@ -163,6 +167,9 @@ SELECT {keys}, value,
        arrayMap(i -> by_hour[{hour:DateTime('UTC')} - toIntervalWeek(i)],
                 arrayFilter(i -> {hour:DateTime('UTC')} - toIntervalWeek(i) >= first_hour,
                             range(1, {weeks:UInt32} + 1))) AS weekly,
+       arrayMap(i -> by_hour[{hour:DateTime('UTC')} - toIntervalDay(i)],
+                arrayFilter(i -> {hour:DateTime('UTC')} - toIntervalDay(i) >= first_hour,
+                            range(1, {days:UInt32} + 1))) AS daily,
        arrayMap(i -> by_hour[{hour:DateTime('UTC')} - toIntervalHour(i)],
                 arrayFilter(i -> {hour:DateTime('UTC')} - toIntervalHour(i) >= first_hour,
                             range(1, {hours:UInt32} + 1))) AS recent
@@ -189,7 +196,8 @@ def spend_spike(client: Client, config: AlertsConfig, now: datetime) -> list[Fin
     """Hourly cost of an org, team or app far above its own baseline.
 
     Baseline: the median of the same hour of the week over the previous weeks (weekly
-    rhythm), or, with too few weeks of history, of the previous 24-168 hours. History
+    rhythm); with too few weeks, of the same hour of the day over the previous days (daily
+    rhythm); with too few days, of the previous 24-168 hours. History
     starts at the entity's first hour in the look-back window; hours without rows count
     as zero spend. An entity with less history than min_fallback_hours is not judged.
     """
@@ -198,24 +206,32 @@ def spend_spike(client: Client, config: AlertsConfig, now: datetime) -> list[Fin
     if not variants:
         return []
     weeks = max(p.weeks for p in variants)
+    days = max(p.days for p in variants)
     hours = max(p.fallback_hours for p in variants)
     findings = []
     for level in _levels(config, "spend_spike"):
         keys = ", ".join(LEVEL_COLUMNS[level])
         rows = client.query(
             SPEND_SQL.replace("{keys}", keys),
-            parameters={"hour": hour, "weeks": weeks, "hours": hours, "lookback": max(weeks * 168, hours)},
+            parameters={"hour": hour, "weeks": weeks, "days": days, "hours": hours,
+                        "lookback": max(weeks * 168, days * 24, hours)},
         ).result_rows
         width = len(LEVEL_COLUMNS[level])
         for row in rows:
             entity = _entity(level, row[:width])
-            value, weekly, recent = row[width:]
+            value, weekly, daily, recent = row[width:]
             params = config.params("spend_spike", entity.get("org", ""), entity.get("team", ""))
             if not params.enabled or level not in params.levels:
                 continue
             if len(weekly[: params.weeks]) >= params.min_weeks:
                 samples = weekly[: params.weeks]
                 baseline = robust_baseline(samples, f"median of the same hour in the previous {len(samples)} weeks")
+            elif len(daily[: params.days]) >= params.min_days:
+                # Days before hours: the daily rhythm (busy afternoons, quiet nights) is the
+                # strongest pattern in spend, and a plain median of recent hours would call
+                # every busy afternoon a spike.
+                samples = daily[: params.days]
+                baseline = robust_baseline(samples, f"median of the same hour on the previous {len(samples)} days")
             elif len(recent[: params.fallback_hours]) >= params.min_fallback_hours:
                 samples = recent[: params.fallback_hours]
                 baseline = robust_baseline(samples, f"median of the previous {len(samples)} hours")
