@@ -14,12 +14,15 @@ from decimal import Decimal
 
 import typer
 
+from yieldmeter.alerts.replay import demo_alerts
 from yieldmeter.cli.output import console, settings
 from yieldmeter.config import Settings
 from yieldmeter.kafka_local import LocalKafka, port_is_free
 from yieldmeter.runner import run
+from yieldmeter.report import write_report
 from yieldmeter.simulate import KafkaSink, SimulationOptions, simulate
 from yieldmeter.topics import ensure_topics
+from yieldmeter.transform import generate_docs, transform
 from yieldmeter.warehouse import open_warehouse
 
 
@@ -70,14 +73,29 @@ def demo(
         console.print(f"[green]✓[/green] pipeline: {state.ingest.records:,} records into the warehouse in "
                       f"{time.monotonic() - t:.0f}s; {state.calls:,} calls, {state.sessions:,} sessions, "
                       f"${state.spend_usd:,.2f}")
+        with console.status("dbt build: staging, intermediate, marts and their tests…"):
+            built = transform(config, ["--quiet"])  # its results are summarised below
+        failed = [r for r in built.results if getattr(r, "status", "") in ("error", "fail")]
+        console.print(f"[green]✓[/green] dbt build: {len(built.results)} models and tests in {built.seconds:.0f}s"
+                      + (f", [red]{len(failed)} failed[/red]" if failed else ", all passed"))
+        with console.status("dbt docs generate…"):
+            docs = generate_docs(config, ["--quiet"])
         with open_warehouse(config.warehouse_url) as client:
+            alert_lines = demo_alerts(client, config, manifest)
+            report = write_report(client, config.state_path / "report.html")
             answers = _answers(client)
+        console.print("[green]✓[/green] alerts replayed over the simulated week:")
+        for line in alert_lines:
+            console.print(f"    {line}")
     finally:
         if broker:
             broker.stop()
     console.print(f"\n[bold]Demo finished in {time.monotonic() - t0:.0f}s.[/bold] Where everything is:")
     console.print(f"  warehouse  {config.warehouse_url}  — query it with "
                   f"YIELDMETER_STATE_DIR={config.state_dir} .venv/bin/yieldmeter sql \"SELECT …\"")
+    console.print(f"  report     {report}")
+    console.print(f"  dbt docs   {docs.target_path / 'index.html'}  — serve it with "
+                  f"YIELDMETER_STATE_DIR={config.state_dir} .venv/bin/yieldmeter docs --serve")
     console.print(f"  manifest   {config.state_path / 'manifest.json'} (what the simulator planted)")
     console.print(f"  logs       {config.state_path / 'flink' / 'logs'}, {config.state_path / 'kafka' / 'logs'}")
     console.print("\n[bold]Three answers[/bold]")
@@ -86,36 +104,33 @@ def demo(
 
 
 def _answers(client) -> list[str]:
-    """Plain-words answers from the warehouse."""
+    """Three plain-words answers from the dbt marts."""
     answers = []
     rows = client.query("""
-        WITH spend AS (SELECT org_id, app, session_id, sum(cost_usd) AS cost FROM calls FINAL
-                       WHERE session_id != '' GROUP BY org_id, app, session_id),
-             wins AS (SELECT org_id, app, session_id, countIf(success) AS won FROM outcomes FINAL
-                      WHERE session_id != '' GROUP BY org_id, app, session_id)
-        SELECT s.app, sum(s.cost) / nullIf(sum(w.won), 0) AS per_win, sum(w.won) AS wins
-        FROM spend AS s LEFT JOIN wins AS w USING (org_id, app, session_id)
-        GROUP BY s.app HAVING wins > 0 ORDER BY per_win DESC LIMIT 1""").result_rows
+        SELECT app, outcome_type, sum(cost_usd) / nullIf(sum(successful_outcomes), 0) AS per_success,
+               sum(successful_outcomes) AS successes
+        FROM value_metrics_daily GROUP BY app, outcome_type HAVING successes > 0
+        ORDER BY per_success DESC LIMIT 1""").result_rows
+    idle = client.query("SELECT sum(idle_tokens) / nullIf(sum(total_tokens), 0) FROM value_metrics_daily").result_rows
     if rows:
-        app, per_win, wins = rows[0]
-        answers.append(f"The costliest outcome is in {app}: ${Decimal(per_win):,.2f} of tokens per successful outcome "
-                       f"({wins:,} successes).")
-    total, idle = client.query("""
-        SELECT sum(s.input_tokens + s.output_tokens),
-               sumIf(s.input_tokens + s.output_tokens, o.session_id = '')
-        FROM sessions AS s FINAL
-        LEFT JOIN (SELECT DISTINCT session_id FROM outcomes FINAL WHERE session_id != '') AS o
-          ON o.session_id = s.session_id
-        WHERE s.session_id != ''""").result_rows[0]
-    if total:
-        answers.append(f"{idle / total:.0%} of the tokens in sessions with an explicit session id bought no outcome "
-                       "at all (idle tokens).")
-    unpriced = client.query("SELECT countIf(pricing_status != 'priced'), count(), any(model) FROM calls FINAL "
-                            "WHERE pricing_status != 'priced'").result_rows[0]
-    top = client.query("SELECT org_id, team, sum(cost_usd) AS c FROM calls_hourly GROUP BY org_id, team "
-                       "ORDER BY c DESC LIMIT 1").result_rows
-    if top:
-        org, team, cost = top[0]
-        answers.append(f"The biggest spender is {org}/{team} with ${Decimal(cost):,.2f}; "
-                       f"{unpriced[0]:,} calls could not be priced (e.g. model {unpriced[2] or '—'}).")
+        app, outcome_type, per_success, successes = rows[0]
+        answers.append(f"A successful {outcome_type.replace('_', ' ')} in {app} costs ${Decimal(per_success):,.2f} of "
+                       f"tokens ({successes:,} of them), the dearest outcome here; {float(idle[0][0] or 0):.0%} of all "
+                       "tokens went into sessions that produced no outcome at all.")
+    flagged = client.query("""
+        SELECT entity_id, app, total_tokens, peer_median_tokens, outcome_yield, peer_median_yield
+        FROM tokenmaxxing_signals WHERE is_flagged AND entity_type = 'user'
+        ORDER BY week DESC, total_tokens DESC LIMIT 1 BY entity_id LIMIT 3""").result_rows
+    if flagged:
+        who = "; ".join(f"{user} on {app}: {tokens / max(peer, 1):.0f}x the peer median tokens at "
+                        f"{float(yield_ or 0):.1f} outcomes per 1M tokens (peers {float(peer_yield or 0):.1f})"
+                        for user, app, tokens, peer, yield_, peer_yield in flagged)
+        answers.append(f"Tokenmaxxing: {len(flagged)} user(s) burn tokens without outcomes — {who}.")
+    overkill = client.query("""
+        SELECT org_id, app, model, cheaper_model, estimated_saving_usd FROM model_overkill
+        WHERE is_overkill ORDER BY estimated_saving_usd DESC LIMIT 1""").result_rows
+    if overkill:
+        org, app, model, cheaper, saving = overkill[0]
+        answers.append(f"Model overkill: {org}'s {app} would save ${Decimal(saving):,.2f} by using {cheaper} "
+                       f"instead of {model}, which succeeds as often there.")
     return answers

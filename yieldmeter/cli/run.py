@@ -20,6 +20,24 @@ def status_line(state: RunState) -> str:
             + (f" · {state.last_hook}" if state.last_hook else ""))
 
 
+def transform_hook(config, every_s: float):
+    """dbt build on the warehouse every ``every_s`` seconds, and once more when a bounded run ends."""
+    import time
+
+    from yieldmeter.transform import transform
+
+    last = [time.monotonic()]
+
+    def hook(client, state):
+        if state.job != "finished" and time.monotonic() - last[0] < every_s:
+            return None
+        last[0] = time.monotonic()
+        result = transform(config, ["--quiet"])
+        return f"dbt build {'ok' if result.success else 'FAILED'} in {result.seconds:.0f}s"
+
+    return hook
+
+
 def alerts_hook(config_file: Path | None, webhook):
     from yieldmeter.alerts import load_config
     from yieldmeter.alerts.engine import cycle
@@ -39,10 +57,12 @@ def run(
     alerts_config: Path = typer.Option(None, "--alerts-config", envvar="YIELDMETER_ALERTS_CONFIG",
                                        help="Alerts YAML; default: built-in thresholds."),
     no_alerts: bool = typer.Option(False, "--no-alerts", help="Do not evaluate alerts on each cycle."),
+    dbt_every: float = typer.Option(300.0, "--dbt-every", help="Seconds between dbt builds (0: never)."),
 ) -> None:
     """Run the pipeline: Kafka, the Flink job, the warehouse ingest, dbt and alerts each cycle."""
     config = settings()
-    hooks = () if no_alerts else (alerts_hook(alerts_config, config.slack_webhook_url),)
+    hooks = ((transform_hook(config, dbt_every),) if dbt_every else ()) + (
+        () if no_alerts else (alerts_hook(alerts_config, config.slack_webhook_url),))
     with Live(console=console, refresh_per_second=2, transient=False) as live:
         state = run_pipeline(config, until_caught_up=until_caught_up, cycle_s=cycle_seconds, hooks=hooks,
                              on_update=lambda s: live.update(status_line(s)))
