@@ -1,7 +1,7 @@
 -- Every call with the session it belongs to. A call the sessionizer received after its session
 -- had closed came back as a correction (fragment md5('late|' + event_id)) and is in the session
 -- that correction was merged into; any other call lies inside the closed session of its key
--- that started last before it. A call whose session has not closed yet (a continuous run)
+-- that started last before it (and in the session that one was merged into). A call whose session has not closed yet (a continuous run)
 -- gets ''. Which calls were late is read from the corrections themselves, not from a flag, so
 -- it holds whichever job decided it.
 with calls as (
@@ -15,10 +15,13 @@ corrections as (
     where is_correction
 ),
 
+-- closed sessions with the session they ended up in (late calls may have joined two)
 closed as (
-    select session_key, fragment_uid as session_uid, started_at, ended_at, true as is_match
-    from {{ ref('stg_sessions') }}
-    where not is_correction
+    select s.session_key as session_key, m.session_uid as session_uid, s.started_at as started_at,
+        s.ended_at as ended_at, true as is_match
+    from {{ ref('stg_sessions') }} as s
+    inner join {{ ref('int_session_fragments') }} as m on s.fragment_uid = m.fragment_uid
+    where not s.is_correction
 ),
 
 in_windows as (

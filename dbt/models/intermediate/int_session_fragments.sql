@@ -1,39 +1,42 @@
--- Which session each fragment belongs to. A closed session is its own session. A late call
--- (correction) joins the closed session of the same key whose [started_at - gap, ended_at + gap]
--- holds it, the same rule the pipeline's session window would have applied; else it stands alone.
--- ASOF picks the latest session starting before the call + gap: sessions of one key never
--- overlap, so if that one ended more than a gap before the call, no earlier one can hold it.
+-- Which session each fragment belongs to: the session window rule applied again, now that the
+-- late calls are here. Per session key, fragments in time order join the session before them
+-- when they start at most `gap` after its last call so far (so a late call joins the closed
+-- session whose [started_at - gap, ended_at + gap] holds it, late calls next to each other
+-- form one session, and a late call that bridges two sessions joins them, as it would have on
+-- time). Two closed sessions are never joined directly: the pipeline split them on purpose.
+-- A session is named by its first closed session's uid, else by its first late call's.
 {% set gap = var('session_gap_minutes') | int %}
 
 with fragments as (
-    select * from {{ ref('stg_sessions') }}
+    select fragment_uid, session_key, is_correction, started_at, ended_at
+    from {{ ref('stg_sessions') }}
 ),
 
-closed as (
-    select session_key, fragment_uid as session_uid, started_at, ended_at, true as is_match
-    from fragments
-    where not is_correction
-),
-
-corrections as (
-    select fragment_uid, session_key, started_at, started_at + interval {{ gap }} minute as probe_at
-    from fragments
-    where is_correction
-),
-
-placed as (
+ordered as (
     select
-        c.fragment_uid as fragment_uid,
-        if(s.is_match and c.started_at <= s.ended_at + interval {{ gap }} minute,
-           s.session_uid, c.fragment_uid) as session_uid
-    from corrections as c
-    asof left join closed as s
-        on c.session_key = s.session_key and c.probe_at >= s.started_at
+        *,
+        row_number() over key_order as position,
+        max(ended_at) over (key_order rows between unbounded preceding and 1 preceding) as previous_end,
+        lagInFrame(is_correction) over (key_order rows between unbounded preceding and unbounded following)
+            as previous_is_correction
+    from fragments
+    window key_order as (partition by session_key order by started_at, fragment_uid)
+),
+
+grouped as (
+    select
+        *,
+        sum(toUInt64(
+            position = 1
+            or started_at > previous_end + interval {{ gap }} minute
+            or (not is_correction and not previous_is_correction)
+        )) over (partition by session_key order by started_at, fragment_uid rows unbounded preceding) as session_number
+    from ordered
 )
 
 select
-    f.fragment_uid as fragment_uid,
-    if(f.is_correction, p.session_uid, f.fragment_uid) as session_uid,
-    f.is_correction as is_correction
-from fragments as f
-left join placed as p on f.fragment_uid = p.fragment_uid
+    fragment_uid,
+    argMin(fragment_uid, (is_correction, started_at, fragment_uid))
+        over (partition by session_key, session_number) as session_uid,
+    is_correction
+from grouped
