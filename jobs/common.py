@@ -220,7 +220,9 @@ def kafka_options(args, topic: str, *, source: bool, from_start: bool = False) -
             "properties.auto.offset.reset": "earliest",
         }
         stops = getattr(args, "stop_offsets", {}).get(topic)
-        if args.bounded and stops is not None:
+        # No partitions known (empty stops): nothing to pin, read to the latest offsets instead
+        # (an empty 'scan.bounded.specific-offsets' does not even parse).
+        if args.bounded and stops:
             options["scan.bounded.mode"] = "specific-offsets"
             options["scan.bounded.specific-offsets"] = ";".join(f"partition:{p},offset:{o}" for p, o in sorted(stops.items()))
         elif args.bounded:
