@@ -378,4 +378,15 @@ def render_sql(name: str, **values: str) -> list[str]:
     """jobs/sql/<name>.sql with ${placeholders} filled, split into statements."""
     text = Template((SQL_DIR / f"{name}.sql").read_text()).substitute(values)
     body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
-    return [statement.strip() for statement in body.split(";") if statement.strip()]
+    # Split on the semicolons outside string literals (an option value may hold one).
+    statements, current, quoted = [], [], False
+    for char in body:
+        if char == "'":
+            quoted = not quoted  # '' inside a literal toggles twice
+        if char == ";" and not quoted:
+            statements.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    statements.append("".join(current))
+    return [statement.strip() for statement in statements if statement.strip()]
