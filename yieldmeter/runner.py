@@ -10,18 +10,27 @@ Order of shutdown: stop the Flink job (its sinks commit on the final checkpoint 
 then finish the ingest batch in flight, then close the warehouse. A restart resumes the job
 from its newest checkpoint and the ingest from its committed offsets, so nothing is lost or
 doubled (see yieldmeter/ingest.py for the warehouse side).
+
+A Flink job runs in its own process group, so it outlives a runner that is killed (SIGKILL,
+OOM). The groups of the jobs a run started are recorded in <state>/flink/jobs.pid; the next
+run stops any of them still running before it starts its own, because two jobs on the same
+checkpoints, consumer group and transactional ids would write the same output twice.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import signal
 import threading
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from typing import Callable, Protocol
 
 from clickhouse_connect.driver.client import Client
+from confluent_kafka import KafkaException
 
 from yieldmeter.config import Settings
 from yieldmeter.errors import YieldmeterError
@@ -31,6 +40,9 @@ from yieldmeter.kafka_local import LocalKafka
 from yieldmeter.pipeline_jobs import start_pipeline
 from yieldmeter.topics import ensure_topics
 from yieldmeter.warehouse import apply_retention, migrate, open_warehouse
+
+log = logging.getLogger(__name__)
+JOBS_FILE = "flink/jobs.pid"  # process groups of the running jobs, one per line
 
 
 class CycleHook(Protocol):
@@ -80,7 +92,12 @@ def ensure_prices(settings: Settings) -> int:
 
 
 def _refresh(client: Client, state: RunState, ingest: WarehouseIngest) -> None:
-    state.lag = ingest.lag()
+    try:
+        state.lag = ingest.lag()
+    except KafkaException as error:
+        # The broker is unreachable for now (restarting, say): the job and the ingest's consumer
+        # retry on their own, and a job that gives up stops the run; the status line must not.
+        log.warning("Kafka unreachable, lag not refreshed: %s", error.args[0].str())
     row = client.query("SELECT sum(calls), sum(cost_usd) FROM calls_hourly").result_rows[0]
     state.calls, state.spend_usd = int(row[0] or 0), Decimal(row[1] or 0)
     state.sessions = client.query("SELECT count() FROM sessions WHERE NOT is_correction").result_rows[0][0]
@@ -108,7 +125,10 @@ def run(
         migrate(client)
         apply_retention(client, settings.retention_days)
         ingest = WarehouseIngest(settings, client)
+        stop_stale_jobs(settings)
         job: FlinkJob = start_pipeline(settings, bounded=until_caught_up, **(job_args or {}))
+        jobs_file = settings.state_path / JOBS_FILE
+        jobs_file.write_text(f"{job.process.pid}\n")  # a job's process group id is its pid (start_new_session)
         state.job = "running"
         try:
             _loop(client, ingest, job, state, until_caught_up, cycle_s, hooks, on_update, stop)
@@ -116,10 +136,62 @@ def run(
             stop.set()
         finally:
             job.stop()
+            jobs_file.unlink(missing_ok=True)
             ingest.close()
             if job.process.returncode not in (0, None, -15) and state.job != "failed":
                 state.job = f"exited {job.process.returncode}"
     return state
+
+
+def _job_processes(settings: Settings, group: int) -> list[int]:
+    """The live processes of process group ``group`` that belong to a Flink job of this state
+    folder (the job's driver and JVM name <state>/flink on their command lines; a reused
+    group id of another program does not)."""
+    folder = settings.state_path / "flink"
+    markers = (str(folder).encode(), folder.as_uri().encode())
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[2]) != group:
+                continue
+            cmdline = (entry / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):  # gone meanwhile
+            continue
+        if any(marker in cmdline for marker in markers):
+            found.append(int(entry.name))
+    return found
+
+
+def stop_stale_jobs(settings: Settings, timeout_s: float = 30) -> int:
+    """Stop the Flink jobs a killed run left behind, if they still run; returns how many.
+
+    Stopped as `FlinkJob.stop` stops a job (SIGTERM to its group, SIGKILL after ``timeout_s``):
+    the checkpoints are kept, and the new jobs resume from the newest ones. Only the process
+    that owns the warehouse calls this, so the run that started them cannot be alive (with a
+    ClickHouse server, two runs on one state folder are not supported).
+    """
+    jobs_file = settings.state_path / JOBS_FILE
+    try:
+        groups = [int(line) for line in jobs_file.read_text().split()]
+    except (FileNotFoundError, ValueError):
+        groups = []
+    stale = [group for group in groups if _job_processes(settings, group)]
+    for group in stale:
+        log.warning("A Flink job of an earlier run (process group %d) is still running: stopping it first.", group)
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(group, sig)
+            except ProcessLookupError:
+                break
+            deadline = time.monotonic() + timeout_s
+            while _job_processes(settings, group) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            if not _job_processes(settings, group):
+                break
+    jobs_file.unlink(missing_ok=True)
+    return len(stale)
 
 
 def _loop(client, ingest, job, state, until_caught_up, cycle_s, hooks, on_update, stop) -> None:
