@@ -46,8 +46,7 @@ def build_pipeline(t_env, args):
         priced_options=kafka_options(args, args.priced_topic, source=False),
         dlq_options=kafka_options(args, args.dlq_topic, source=False),
         out_of_orderness=sql_interval(args.price_delay),
-        idle_timeout=f"{args.idle_timeout} ms",
-        catalog_idle_timeout=f"{args.catalog_idle_timeout} ms",
+        session_lateness=sql_interval(max(args.out_of_orderness - args.price_delay, 0)),
         watermark_emit=args.watermark_emit,
     )
     return statement_set_from_sql(t_env, statements)
@@ -82,10 +81,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--price-delay", type=duration_ms, default="1s",
                         help="how far the pricing watermark trails the newest call (default 1s). Calls are "
                         "priced once it passes them; keep it short, the joins rescan what they hold")
-    parser.add_argument("--idle-timeout", type=duration_ms, default="30s",
-                        help="a silent partition stops holding the watermark back after this (default 30s)")
-    parser.add_argument("--catalog-idle-timeout", type=duration_ms, default="10s",
-                        help="continuous mode: calls are priced once the prices topic has been quiet this long (default 10s)")
+    parser.add_argument("--out-of-orderness", type=duration_ms, default="5min",
+                        help="how far behind the newest call time a call may arrive and still join its "
+                        "session; later calls are marked is_late and become session corrections (default 5min)")
+    parser.add_argument("--idle-timeout", type=duration_ms, default="5s",
+                        help="a partition without new records stops holding the watermark back after this "
+                        "(default 5s); until then the joins hold every call read meanwhile")
     parser.add_argument("--watermark-emit", choices=("on-periodic", "on-event"), default="on-periodic",
                         help="on-event advances the watermark after every record: slower, but which call is late "
                         "no longer depends on timing (tests)")

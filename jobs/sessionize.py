@@ -34,7 +34,6 @@ def build_pipeline(t_env, args):
         sessions_options=kafka_options(args, args.sessions_topic, source=False),
         out_of_orderness=sql_interval(args.out_of_orderness),
         session_gap=sql_interval(args.session_gap),
-        idle_timeout=f"{args.idle_timeout} ms",
         watermark_emit=args.watermark_emit,
     )
     return statement_set_from_sql(t_env, statements)
@@ -48,8 +47,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out-of-orderness", type=duration_ms, default="5min",
                         help="how far behind the newest call time a call may arrive and still join its "
                         "session; later calls become corrections (default 5min)")
-    parser.add_argument("--idle-timeout", type=duration_ms, default="30s",
-                        help="a silent partition stops holding the watermark back after this (default 30s)")
+    parser.add_argument("--idle-timeout", type=duration_ms, default="5s",
+                        help="a partition without new records stops holding the watermark back after this (default 5s)")
     parser.add_argument("--watermark-emit", choices=("on-periodic", "on-event"), default="on-periodic",
                         help="on-event advances the watermark after every record (deterministic tests)")
 

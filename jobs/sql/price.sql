@@ -8,9 +8,10 @@
 -- Every record of usage.events, undecoded: whatever it holds is either valid or a dead letter.
 -- The rowtime is read from the raw JSON (YM_EVENT_TIME) because a watermark can only be
 -- declared here; a missing, bad or more-than-5-minutes-ahead time is the epoch, which never
--- moves the watermark. The watermark trails by a few seconds only: the temporal joins hold
--- every call until the watermark passes it, and rescan all they hold at each watermark, so a
--- long delay costs quadratic time; sessionize.py has the long, configurable one.
+-- moves the watermark. The watermark trails by a second (--price-delay): the temporal joins
+-- hold every call until the watermark passes it and rescan all they hold at each watermark, so
+-- memory and time grow with the delay; the sessions' minutes of out-of-orderness are applied
+-- as a lateness flag instead (is_late below) and by the sessionize job.
 CREATE TABLE events_src (
   `value`     BYTES,
   `topic`     STRING METADATA VIRTUAL,
@@ -22,7 +23,6 @@ CREATE TABLE events_src (
 ) WITH (
   ${events_options},
   'format' = 'raw',
-  'scan.watermark.idle-timeout' = '${idle_timeout}',
   'scan.watermark.emit.strategy' = '${watermark_emit}'
 );
 
@@ -30,7 +30,9 @@ CREATE TABLE events_src (
 -- beginning on every fresh start because the joins need the whole history. Its watermark is
 -- pinned at the epoch: records are not in effective_from order (the topic is sorted by key),
 -- so this side must not let any call through before the whole catalog is read. The joins then
--- wait for the end of this bounded source, or, when continuous, for its idle timeout.
+-- wait for the end of this bounded source, or, when continuous, for it to go idle
+-- (--idle-timeout, set job-wide: in our runs on Flink 2.2 the per-table option stopped the
+-- watermark for good once a partition came back from idle).
 CREATE TABLE catalog_src (
   `key`          STRING,
   `value`        STRING,
@@ -42,8 +44,7 @@ CREATE TABLE catalog_src (
   'key.format' = 'raw',
   'key.fields' = 'key',
   'value.format' = 'raw',
-  'value.fields-include' = 'EXCEPT_KEY',
-  'scan.watermark.idle-timeout' = '${catalog_idle_timeout}'
+  'value.fields-include' = 'EXCEPT_KEY'
 );
 
 -- === sinks ====================================================================================
@@ -103,6 +104,8 @@ CREATE TABLE priced_sink (
   cost_reasoning_usd   STRING,
   list_cost_usd        STRING,
   cost_usd             STRING,
+  is_late              BOOLEAN,
+  priced_watermark     STRING,
   source_topic         STRING,
   source_partition     INT,
   source_offset        BIGINT
@@ -144,9 +147,13 @@ SELECT
   output_tokens, reasoning_tokens, service_tier, session_id, trace_id, latency_ms, status,
   error_type, retry_of, tool_calls, attributes, session_key, source_topic, source_partition,
   source_offset,
-  -- Behind the watermark already: if the price changed since, the joins may have dropped the
-  -- version in force at its time (pricing_status 'unpriced_late'). Decided before the joins.
-  (occurred_at <= CURRENT_WATERMARK(occurred_at)) IS TRUE AS is_late
+  -- Behind the pricing watermark already: if the price changed since, the joins may have
+  -- dropped the version in force at its time (pricing_status 'unpriced_late').
+  (occurred_at <= CURRENT_WATERMARK(occurred_at)) IS TRUE AS is_price_late,
+  -- More than --out-of-orderness behind the newest call: too late for its session, which is
+  -- emitted as a correction (sessionize.sql). Decided here, in arrival order, because the joins
+  -- release calls key by key, not in the order they came.
+  (occurred_at <= CURRENT_WATERMARK(occurred_at) - ${session_lateness}) IS TRUE AS is_late
 FROM (
   SELECT *, ROW_NUMBER() OVER (PARTITION BY event_id ORDER BY proc_time ASC) AS row_num
   FROM events_checked
@@ -273,13 +280,16 @@ SELECT
     WHEN price_id IS NOT NULL THEN 'priced'
     -- Late and unpriced: the price may exist but its version was already cleaned from the
     -- join's state; the warehouse can reprice it from its prices table.
-    WHEN is_late THEN 'unpriced_late'
+    WHEN is_price_late THEN 'unpriced_late'
     ELSE 'unpriced'
   END AS pricing_status,
   CASE
     WHEN discount_pct IS NULL OR discount_pct = 0 THEN CAST(list_cost_usd AS DECIMAL(38, 21))
     ELSE list_cost_usd * CAST((100 - discount_pct) * 0.01 AS DECIMAL(6, 6))
-  END AS cost_usd
+  END AS cost_usd,
+  -- The joins' watermark when they released the call (null before the first one): no call
+  -- released later is older, unless it is late. The sessionize job's watermark follows it.
+  CURRENT_WATERMARK(occurred_at) AS priced_watermark
 FROM calls_costed;
 
 -- === outputs ==================================================================================
@@ -303,5 +313,6 @@ SELECT
   CAST(cost_input_usd AS STRING), CAST(cost_cache_read_usd AS STRING),
   CAST(cost_cache_write_usd AS STRING), CAST(cost_output_usd AS STRING),
   CAST(cost_reasoning_usd AS STRING), CAST(list_cost_usd AS STRING), CAST(cost_usd AS STRING),
+  is_late, DATE_FORMAT(priced_watermark, 'yyyy-MM-dd''T''HH:mm:ss.SSS''Z'''),
   source_topic, source_partition, source_offset
 FROM calls_priced;

@@ -3,10 +3,13 @@
 -- Placeholders (dollar-brace names) are filled from the command line.
 
 -- The priced calls, as the price job committed them (read_committed): valid, one per event_id.
--- The watermark trails the newest call time by --out-of-orderness: a call that far behind
--- still joins its session; a later one becomes a correction.
+-- They come in the order the price job's joins released them (key by key, so not quite in time
+-- order); the watermark follows the joins' own (priced_watermark), minus --out-of-orderness,
+-- so no call released later can be behind it unless the price job found it late (is_late).
 CREATE TABLE priced_src (
   occurred_at       TIMESTAMP_LTZ(3),
+  priced_watermark  TIMESTAMP_LTZ(3),
+  is_late           BOOLEAN,
   event_id          STRING,
   org_id            STRING,
   team              STRING,
@@ -26,12 +29,11 @@ CREATE TABLE priced_src (
   price_id          STRING,
   list_cost_usd     STRING,
   cost_usd          STRING,
-  WATERMARK FOR occurred_at AS occurred_at - ${out_of_orderness}
+  WATERMARK FOR occurred_at AS COALESCE(priced_watermark, TO_TIMESTAMP_LTZ(0, 3)) - ${out_of_orderness}
 ) WITH (
   ${priced_options},
   'format' = 'json',
   'json.timestamp-format.standard' = 'ISO-8601',
-  'scan.watermark.idle-timeout' = '${idle_timeout}',
   'scan.watermark.emit.strategy' = '${watermark_emit}'
 );
 
@@ -70,14 +72,16 @@ CREATE TABLE sessions_sink (
   'value.fields-include' = 'ALL'
 );
 
--- Behind the watermark already: a session window would drop it without a trace, so it is
--- emitted on its own as a correction instead. Decided as the call is read.
+-- A late call becomes a correction: the price job's verdict, or, as a safety net, being behind
+-- this job's watermark already (a session window would drop it without a trace).
 CREATE TEMPORARY VIEW calls AS
 SELECT
-  *,
+  event_id, occurred_at, org_id, team, user_id, app, model, input_tokens, cache_read_tokens,
+  cache_write_tokens, output_tokens, reasoning_tokens, session_id, status, retry_of, tool_calls,
+  session_key, price_id,
   CAST(list_cost_usd AS DECIMAL(31, 15)) AS list_cost,
   CAST(cost_usd AS DECIMAL(38, 21)) AS cost,
-  (occurred_at <= CURRENT_WATERMARK(occurred_at)) IS TRUE AS is_late
+  (is_late OR occurred_at <= CURRENT_WATERMARK(occurred_at)) IS TRUE AS is_late
 FROM priced_src;
 
 CREATE TEMPORARY VIEW calls_on_time AS

@@ -41,10 +41,10 @@ def wire(t: datetime) -> str:
 # --- Kafka helpers -------------------------------------------------------------------------------
 
 
-def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes | None]]) -> None:
+def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes | None]], partition: int = -1) -> None:
     producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5})
     for key, value in records:
-        producer.produce(topic, value, key=key)
+        producer.produce(topic, value, key=key, partition=partition)
     assert producer.flush(30) == 0
 
 
@@ -224,6 +224,8 @@ def expected_sessions(events: list[UsageEvent]) -> dict[str, list[UsageEvent]]:
 
 
 def test_pipeline_prices_sessionizes_and_dead_letters(settings, new_topics):
+    # One partition: one order, so which call is late is decided. (With an empty partition
+    # the watermark would wait for its idle timeout, and the calls read meanwhile are on time.)
     events, prices, priced, sessions, dlq = new_topics(5)
     topics = {"events_topic": events, "prices_topic": prices, "priced_topic": priced,
               "sessions_topic": sessions, "dlq_topic": dlq}
@@ -263,6 +265,7 @@ def test_pipeline_prices_sessionizes_and_dead_letters(settings, new_topics):
         assert row["response_model"] == event.response_model
         assert row["model"] == normalize_model(event.provider, event.response_model)
         assert row["attributes"] == event.attributes
+        assert row["is_late"] == (event.event_id in late)
         price, cost, discount = expected_cost(event)
         if price is None:
             assert row["pricing_status"] == "unpriced", row
