@@ -45,7 +45,7 @@ def build_pipeline(t_env, args):
         catalog_options=kafka_options(args, args.prices_topic, source=True, from_start=True),
         priced_options=kafka_options(args, args.priced_topic, source=False),
         dlq_options=kafka_options(args, args.dlq_topic, source=False),
-        out_of_orderness=sql_interval(args.price_delay),
+        price_delay=sql_interval(args.price_delay),
         session_lateness=sql_interval(max(args.out_of_orderness - args.price_delay, 0)),
         watermark_emit=args.watermark_emit,
     )

@@ -19,7 +19,7 @@ CREATE TABLE events_src (
   `offset`    BIGINT METADATA VIRTUAL,
   occurred_at AS YM_EVENT_TIME(`value`),
   proc_time   AS PROCTIME(),
-  WATERMARK FOR occurred_at AS occurred_at - ${out_of_orderness}
+  WATERMARK FOR occurred_at AS occurred_at - ${price_delay}
 ) WITH (
   ${events_options},
   'format' = 'raw',
