@@ -376,6 +376,18 @@ def test_main_process_killed(shared, rng):
     shared.assert_exactly_once()
 
 
+def test_interrupted_and_restarted(shared, rng):
+    """Ctrl-C at a random point, then `yieldmeter run` again: no loss, no doubles."""
+    shared.simulate(seed=rng.randrange(1000))
+    run = shared.start_run()
+    shared.wait_for_output(rng.uniform(0.05, 0.9), run)
+    run.send_signal(signal.SIGINT)
+    assert run.wait(120) == 0, shared.output()
+    assert not shared.job_groups(), "Ctrl-C left the Flink job running"
+    shared.finish(shared.start_run())
+    shared.assert_exactly_once()
+
+
 def test_flood_of_malformed_events(shared, rng):
     shared.simulate(seed=rng.randrange(1000), malformed_share=0.1)
     raw = [b"", b"not json at all", b"[1, 2, 3]", b"null", b'{"event_id": 5}', '{"org_id": "\u00e9"'.encode(),
