@@ -1,20 +1,24 @@
-"""Pipeline job throughput: validation + dedup + pricing + sessionization, Kafka to Kafka.
+"""Pipeline throughput: validation + dedup + pricing + sessionization, Kafka to Kafka.
 
-    .venv/bin/python benchmarks/bench_pipeline.py [EVENTS]      (default 500000)
+    .venv/bin/python benchmarks/bench_pipeline.py [EVENTS]      (default 1000000)
 
 Uses the brokers in YIELDMETER_KAFKA_BOOTSTRAP, else starts a local KRaft broker (temporary
 state folder, free ports). Loads the genai-prices catalog into a prices topic, writes EVENTS
 usage events (JSON as producers send it; 0.5% dead letters, 0.5% re-deliveries, four
 providers with cached and reasoning tokens, 500 users) to a 4-partition topic, then runs the
-bounded job at parallelism 1 and 2, exactly once, with checkpoints every 5 s.
+bounded pipeline (price job, then sessionize job) at parallelism 1 and 2, exactly once, with
+checkpoints every 5 s. BENCH_JOB_OPTIONS='{"price_delay": "2s"}' passes job options.
 
 Figures, per parallelism:
-- events/s: EVENTS / (wall time of the run - wall time of the same job over nothing new).
-  The second run, on the same consumer group, starts, loads the catalog and stops: what is
-  left is the time spent on the events. JSON decoding is included (the job reads raw bytes).
-- JVM CPU-seconds per 100k events, and the peak resident memory (VmHWM) of the JVM.
-- where the time goes: each task's busy time (Flink's busyTimeMsPerSecond, sampled through
-  the mini-cluster's REST API during the run), as a share of the busy time of all tasks.
+- events/s: EVENTS / (wall time of the run - wall time of the same run over nothing new).
+  The second run, on the same consumer groups, starts both jobs, loads the catalog and stops:
+  what is left is the time spent on the events, JSON decoding and JIT warm-up included.
+- pricing warm/s: the price job's output rate from 40% to 90% of its output, once the JVM has
+  compiled most of Flink's generated code (the JIT compiler takes a core for the first minute).
+- JVM CPU microseconds per event (all threads, both jobs), peak resident memory (VmHWM).
+- where the time goes: the CPU time of each of the JVM's threads (from /proc), grouped by what
+  the thread does: Flink's task threads (one per chain of operators), the JIT compiler, the
+  garbage collector, the Kafka clients.
 Target: >= 50k events/s sustained on this 2-core machine.
 """
 
@@ -28,11 +32,10 @@ import time
 import uuid
 from collections import defaultdict
 from pathlib import Path
-from urllib.request import urlopen
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_producer import make_events  # noqa: E402  the same event mix as the producer benchmark
-from support import bench_settings, free_port  # noqa: E402
+from support import bench_settings  # noqa: E402
 
 from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
 
@@ -86,7 +89,7 @@ def committed_count(settings, topic: str, parts: int) -> int:
 
 
 def java_descendant(pid: int) -> int | None:
-    """The JVM the PyFlink driver started (the mini-cluster runs in it), found through /proc."""
+    """The JVM that runs the mini-cluster (PyFlink's gateway server), found through /proc."""
     children: dict[int, list[int]] = defaultdict(list)
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -97,7 +100,7 @@ def java_descendant(pid: int) -> int | None:
     while todo:
         child = todo.pop()
         try:
-            if b"java" in Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")[0]:
+            if b"PythonGatewayServer" in Path(f"/proc/{child}/cmdline").read_bytes():
                 return child
         except OSError:
             pass
@@ -105,62 +108,91 @@ def java_descendant(pid: int) -> int | None:
     return None
 
 
+# Linux names a thread by the first 15 bytes of its name: Flink's task threads start with their
+# first operator ("TemporalJoin[20] -> ..."), the JVM's own with what they do.
+THREAD_GROUPS = (
+    ("JIT compiler", ("C1 CompilerThre", "C2 CompilerThre")),
+    ("garbage collector", ("GC Thread", "G1 ")),
+    ("Kafka clients (fetch, produce)", ("kafka-", "Source Data Fet")),
+    ("decode + validate (events_src)", ("Source: events_",)),
+    ("catalog (catalog_src)", ("Source: catalog",)),
+    ("deduplicate", ("Deduplicate[",)),
+    ("temporal joins + cost", ("TemporalJoin[",)),
+    ("read priced (priced_src)", ("Source: priced_",)),
+    ("session windows", ("WindowAggregate",)),
+    ("sessions sink", ("sessions_sink",)),
+)
+
+
+def thread_group(name: str) -> str:
+    for group, prefixes in THREAD_GROUPS:
+        if name.startswith(prefixes):
+            return group
+    return "other (planner, checkpoints, Python gateway)"
+
+
 class Watch(threading.Thread):
-    """Samples the JVM's peak memory and CPU, and each task's busy time, while the job runs."""
+    """Samples the JVM's peak memory and the CPU time of each of its threads while the job runs,
+    and how many records the priced topic holds."""
 
-    def __init__(self, driver_pid: int, rest_port: int):
+    def __init__(self, driver_pid: int, settings, priced: str):
         super().__init__(daemon=True)
-        self.driver_pid, self.rest = driver_pid, f"http://127.0.0.1:{rest_port}"
+        self.driver_pid = driver_pid
         self.peak_kb = 0
-        self.cpu_s = 0.0
-        self.busy: dict[str, list[float]] = defaultdict(list)
+        self.thread_cpu: dict[int, tuple[str, float]] = {}  # thread id -> (name, CPU seconds)
         self.done = threading.Event()
+        self.consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": "bench-watch"})
+        self.priced = [TopicPartition(priced, p) for p in range(PARTITIONS["priced"])]
+        self.written: list[tuple[float, int]] = []  # (time, records in the priced topic)
 
-    def get(self, path: str):
-        with urlopen(self.rest + path, timeout=2) as response:
-            return json.load(response)
+    @property
+    def cpu_s(self) -> float:
+        return sum(cpu for _, cpu in self.thread_cpu.values())
+
+    def cpu_by_group(self) -> dict[str, float]:
+        groups: dict[str, float] = defaultdict(float)
+        for name, cpu in self.thread_cpu.values():
+            groups[thread_group(name)] += cpu
+        return groups
+
+    def sustained(self) -> float:
+        """The price job's output rate once warm: from 40% to 90% of its output."""
+        if not self.written or self.written[-1][1] == 0:
+            return 0.0
+        total = self.written[-1][1]
+        start = next(p for p in self.written if p[1] >= 0.4 * total)
+        end = next(p for p in self.written if p[1] >= 0.9 * total)
+        return (end[1] - start[1]) / (end[0] - start[0]) if end[0] > start[0] else 0.0
 
     def run(self) -> None:
-        java = None
+        java, tick = None, os.sysconf("SC_CLK_TCK")
         while not self.done.is_set():
             java = java or java_descendant(self.driver_pid)
             if java:
                 try:
                     status = Path(f"/proc/{java}/status").read_text()
                     self.peak_kb = max(self.peak_kb, int(status.split("VmHWM:")[1].split()[0]))
-                    stat = Path(f"/proc/{java}/stat").read_text().rsplit(")", 1)[1].split()
-                    self.cpu_s = (int(stat[11]) + int(stat[12])) / 100  # utime + stime, clock ticks
-                except (OSError, IndexError, ValueError):
+                    for task in Path(f"/proc/{java}/task").iterdir():
+                        head, tail = (task / "stat").read_text().rsplit(")", 1)
+                        fields = tail.split()
+                        cpu = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+                        self.thread_cpu[int(task.name)] = (head.split("(", 1)[1], cpu)
+                except (OSError, IndexError, ValueError):  # a thread (or the JVM) ended meanwhile
                     pass
-                self.sample_busy()
-            time.sleep(1)
-
-    def sample_busy(self) -> None:
-        try:
-            for job in self.get("/jobs")["jobs"]:
-                if job["status"] != "RUNNING":
-                    continue
-                for vertex in self.get(f"/jobs/{job['id']}")["vertices"]:
-                    metrics = self.get(f"/jobs/{job['id']}/vertices/{vertex['id']}/subtasks/metrics?get=busyTimeMsPerSecond&agg=sum")
-                    if metrics:
-                        self.busy[vertex["name"]].append(float(metrics[0]["sum"]))
-        except (OSError, ValueError, KeyError):
-            pass
-
-
-def short(vertex: str) -> str:
-    """'Source: events_src[1] -> Calc[2] -> Correlate[3] -> ...' -> the operators that matter."""
-    names = [part.split("[")[0].replace("Source: ", "") for part in vertex.replace("(", " -> ").split(" -> ")]
-    keep = [n.strip() for n in names if n.strip() and not n.strip().startswith(("Calc", ")"))]
-    return " -> ".join(dict.fromkeys(keep))[:70]
+            try:
+                count = sum(self.consumer.get_watermark_offsets(tp, timeout=2)[1] for tp in self.priced)
+                self.written.append((time.monotonic(), count))
+            except Exception:  # KafkaException: a slow broker answer; the next sample will do
+                pass
+            time.sleep(0.5)
+        self.consumer.close()
 
 
 def run(settings, parallelism: int, group: str, topics: dict) -> tuple[float, Watch]:
-    rest_port = free_port()
     options = json.loads(os.environ.get("BENCH_JOB_OPTIONS", "{}"))  # e.g. '{"out_of_orderness": "1min"}'
-    job = start_pipeline(settings, group_id=group, parallelism=parallelism, flink_conf=f"rest.port={rest_port}",
+    job = start_pipeline(settings, group_id=group, parallelism=parallelism,
                          checkpoint_dir=(settings.state_path / "ckpt" / group).as_uri(), **topics | options)  # fmt: skip
-    watch = Watch(job.process.pid, rest_port)
+    watch = Watch(job.process.pid, settings, topics["priced_topic"])
     watch.start()
     started = time.monotonic()
     job.wait(1800)
@@ -171,7 +203,7 @@ def run(settings, parallelism: int, group: str, topics: dict) -> tuple[float, Wa
 
 
 def main() -> None:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 500_000
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
     with bench_settings("ym-bench-pipeline-") as settings:
         admin = admin_client(settings)
 
@@ -187,7 +219,8 @@ def main() -> None:
         bad, dup = write_events(settings, inputs["events"], n)
         print(f"input: {n:,} records ({bad:,} dead letters, {dup:,} re-deliveries), written in "
               f"{time.monotonic() - started:.1f} s; catalog: {len(catalog.prices):,} prices")  # fmt: skip
-        print(f"\n{'parallelism':>11} {'events/s':>10} {'run s':>7} {'idle s':>7} {'JVM CPU s/100k':>15} {'JVM peak MB':>12}")
+        print(f"\n{'parallelism':>11} {'events/s':>10} {'pricing warm/s':>15} {'run s':>7} {'idle s':>7} "
+              f"{'JVM CPU us/event':>17} {'JVM peak MB':>12}")  # fmt: skip
         profiles = {}
         for parallelism in (1, 2):
             outputs = new_topics(f"p{parallelism}")
@@ -199,15 +232,14 @@ def main() -> None:
             dead = committed_count(settings, outputs["dlq"], PARTITIONS["dlq"])
             assert priced + dead + dup == n, f"priced {priced} + dead letters {dead} + re-deliveries {dup} != {n}"
             rate = n / (full - idle)
-            print(f"{parallelism:>11} {rate:>10,.0f} {full:>7.1f} {idle:>7.1f} {watch.cpu_s / n * 1e5:>15.1f} "
-                  f"{watch.peak_kb / 1024:>12,.0f}")  # fmt: skip
-            profiles[parallelism] = watch.busy
-        for parallelism, busy in profiles.items():
-            means = {short(v): sum(s) / len(s) for v, s in busy.items() if s}
-            total = sum(means.values()) or 1
-            print(f"\nwhere the time goes, parallelism {parallelism} (busy time of each task, share of all):")
-            for vertex, ms in sorted(means.items(), key=lambda kv: -kv[1]):
-                print(f"  {ms / total:6.1%}  {vertex}")
+            print(f"{parallelism:>11} {rate:>10,.0f} {watch.sustained():>15,.0f} {full:>7.1f} {idle:>7.1f} "
+                  f"{watch.cpu_s / n * 1e6:>17.1f} {watch.peak_kb / 1024:>12,.0f}")  # fmt: skip
+            profiles[parallelism] = watch.cpu_by_group()
+        for parallelism, groups in profiles.items():
+            total = sum(groups.values()) or 1
+            print(f"\nwhere the time goes, parallelism {parallelism} (CPU of the JVM's threads, start-up included):")
+            for group, cpu in sorted(groups.items(), key=lambda kv: -kv[1]):
+                print(f"  {cpu / total:6.1%}  {cpu / n * 1e6:6.1f} us/event  {group}")
         print(f"\ntarget: >= {TARGET:,} events/s")
 
 

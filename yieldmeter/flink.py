@@ -79,7 +79,7 @@ def connector_jars(settings: Settings) -> list[Path]:
     return jars
 
 
-def job_arguments(job: str, settings: Settings, **job_args: str | int | bool) -> list[str]:
+def job_arguments(job: str, settings: Settings, **job_args: str | int | bool | list) -> list[str]:
     """The command line a job file receives: shared options from the settings, then its own."""
     state = settings.state_path / "flink"
     args = {
@@ -93,6 +93,9 @@ def job_arguments(job: str, settings: Settings, **job_args: str | int | bool) ->
     for key, value in args.items():
         if value is True:
             argv.append(f"--{key}")
+        elif isinstance(value, (list, tuple)):  # a repeatable option, e.g. flink_conf=[...]
+            for item in value:
+                argv += [f"--{key}", str(item)]
         elif value is not False and value is not None:
             argv += [f"--{key}", str(value)]
     return argv

@@ -67,3 +67,15 @@ def test_readme_documents_every_setting():
     readme = (PROJECT_ROOT / "README.md").read_text()
     missing = [name for name in Settings.model_fields if f"`YIELDMETER_{name.upper()}`" not in readme]
     assert not missing, f"README's configuration table lacks: {missing}"
+
+
+def test_job_arguments_repeat_list_options(tmp_path):
+    from tests.conftest import make_settings
+    from yieldmeter.flink import job_arguments
+
+    (tmp_path / "lib" / "flink").mkdir(parents=True)
+    (tmp_path / "lib" / "flink" / "connector.jar").touch()
+    argv = job_arguments("price", make_settings(tmp_path, lib_dir=tmp_path / "lib"), flink_conf=["a=1", "b=2"],
+                         bounded=True, fresh=False, events_topic="t")  # fmt: skip
+    assert argv[argv.index("--flink-conf") :][:4] == ["--flink-conf", "a=1", "--flink-conf", "b=2"]
+    assert "--bounded" in argv and "--fresh" not in argv and argv[argv.index("--events-topic") + 1] == "t"
