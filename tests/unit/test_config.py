@@ -79,3 +79,15 @@ def test_job_arguments_repeat_list_options(tmp_path):
                          bounded=True, fresh=False, events_topic="t")  # fmt: skip
     assert argv[argv.index("--flink-conf") :][:4] == ["--flink-conf", "a=1", "--flink-conf", "b=2"]
     assert "--bounded" in argv and "--fresh" not in argv and argv[argv.index("--events-topic") + 1] == "t"
+
+
+def test_the_demo_keeps_the_fetched_jars_and_its_own_state(monkeypatch, tmp_path):
+    """`make demo` on a fresh clone: jars in <state>/lib, the demo's state in <state>/demo."""
+    from yieldmeter.cli.demo import demo_settings
+
+    monkeypatch.chdir(tmp_path)
+    base = load_settings(_env_file=None)
+    demo = demo_settings(base)
+    assert demo.lib_path == tmp_path / ".yieldmeter" / "lib" == base.lib_path
+    assert demo.state_path == tmp_path / ".yieldmeter" / "demo"
+    assert demo.warehouse_url == f"chdb://{tmp_path / '.yieldmeter' / 'demo' / 'warehouse'}"

@@ -35,7 +35,8 @@ def demo_settings(config: Settings) -> Settings:
             probe.bind(("127.0.0.1", 0))
             return probe.getsockname()[1]
 
-    update: dict = {"state_dir": config.state_path / "demo", "clickhouse_url": None}
+    # The jars stay where `make setup` put them (<state>/lib by default), not under demo/.
+    update: dict = {"state_dir": config.state_path / "demo", "clickhouse_url": None, "lib_dir": config.lib_path}
     if config.uses_local_kafka and not (port_is_free(config.kafka_port) and port_is_free(config.kafka_controller_port)):
         update |= {"kafka_port": free(), "kafka_controller_port": free()}
     return config.model_copy(update=update)
