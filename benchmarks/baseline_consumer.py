@@ -33,6 +33,7 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
 
+from yieldmeter.check import end_offsets
 from yieldmeter.config import Settings
 from yieldmeter.contracts import ContractError, PriceRecord, UsageEvent, explain, parse_usage
 from yieldmeter.normalize import normalize_model
@@ -125,16 +126,6 @@ class Sessions:
         start, end, calls, cost = session
         self.out.write(json.dumps({"session_key": key, "started_at": start.isoformat(), "ended_at": end.isoformat(),
                                    "calls": calls, "cost_usd": str(cost), "is_correction": correction}) + "\n")
-
-
-def end_offsets(consumer: Consumer, topic: str) -> dict[int, int]:
-    metadata = consumer.list_topics(topic, timeout=10).topics[topic]
-    ends = {}
-    for partition in metadata.partitions:
-        low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
-        if high > low:
-            ends[partition] = high
-    return ends
 
 
 def consume(bootstrap: str, topic: str, prices_topic: str, out_dir: Path) -> dict:

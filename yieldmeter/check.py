@@ -56,6 +56,17 @@ class Reconciliation:
         return out
 
 
+
+def end_offsets(consumer: Consumer, topic: str) -> dict[int, int]:
+    """The end offset of each partition of ``topic`` that holds records."""
+    metadata = consumer.list_topics(topic, timeout=10).topics[topic]
+    ends = {}
+    for partition in metadata.partitions:
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+        if high > low:
+            ends[partition] = high
+    return ends
+
 def read_topic(settings: Settings, topic: str, cost_field: str | None, timeout_s: float = 10) -> tuple[int, Decimal | None]:
     """Count the committed records of a topic (and sum a money field) from beginning to end."""
     consumer = Consumer({
@@ -63,12 +74,7 @@ def read_topic(settings: Settings, topic: str, cost_field: str | None, timeout_s
         "enable.auto.commit": False, "isolation.level": "read_committed", "log_level": 3,
     })  # fmt: skip
     try:
-        metadata = consumer.list_topics(topic, timeout=10).topics[topic]
-        ends = {}
-        for partition in metadata.partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
-            if high > low:
-                ends[partition] = high
+        ends = end_offsets(consumer, topic)
         consumer.assign([TopicPartition(topic, p, 0) for p in ends] or [TopicPartition(topic, 0, 0)])
         count, cost = 0, Decimal(0) if cost_field else None
         idle_since = time.monotonic()
