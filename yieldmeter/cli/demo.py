@@ -118,15 +118,18 @@ def _answers(client) -> list[str]:
         answers.append(f"A successful {outcome_type.replace('_', ' ')} in {app} costs ${Decimal(per_success):,.2f} of "
                        f"tokens ({successes:,} of them), the dearest outcome here; {float(idle[0][0] or 0):.0%} of all "
                        "tokens went into sessions that produced no outcome at all.")
+    # Every flagged user of the latest week, strongest evidence (largest outcome shortfall) first.
     flagged = client.query("""
         SELECT entity_id, app, total_tokens, peer_median_tokens, outcome_yield, peer_median_yield
-        FROM tokenmaxxing_signals WHERE is_flagged AND entity_type = 'user'
-        ORDER BY week DESC, total_tokens DESC LIMIT 1 BY entity_id LIMIT 3""").result_rows
+        FROM tokenmaxxing_signals
+        WHERE is_flagged AND entity_type = 'user' AND week = (SELECT max(week) FROM tokenmaxxing_signals)
+        ORDER BY shortfall_z ASC, total_tokens DESC""").result_rows
     if flagged:
         who = "; ".join(f"{user} on {app}: {tokens / max(peer, 1):.0f}x the peer median tokens at "
                         f"{float(yield_ or 0):.1f} outcomes per 1M tokens (peers {float(peer_yield or 0):.1f})"
-                        for user, app, tokens, peer, yield_, peer_yield in flagged)
-        answers.append(f"Tokenmaxxing: {len(flagged)} user(s) burn tokens without outcomes — {who}.")
+                        for user, app, tokens, peer, yield_, peer_yield in flagged[:3])
+        answers.append(f"Tokenmaxxing: {len(flagged)} user(s) flagged this week for high or rising tokens at a low "
+                       f"outcome yield; the clearest — {who}.")
     overkill = client.query("""
         SELECT org_id, app, model, cheaper_model, estimated_saving_usd FROM model_overkill
         WHERE is_overkill ORDER BY estimated_saving_usd DESC LIMIT 1""").result_rows
