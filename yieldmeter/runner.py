@@ -24,6 +24,7 @@ import os
 import signal
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -115,8 +116,34 @@ def run(
 ) -> RunState:
     """Run the pipeline. Returns the final state; raises YieldmeterError if the Flink job fails."""
     stop = stop or threading.Event()
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with _stop_on_signals(stop):
+        return _run(settings, until_caught_up, cycle_s, hooks, on_update, job_args or {}, stop)
+
+
+@contextmanager
+def _stop_on_signals(stop: threading.Event):
+    """Ctrl-C (SIGINT) and SIGTERM set ``stop``: the loop ends at its next check, the ingest
+    after its batch. Not a KeyboardInterrupt: a library in the middle of its work may swallow
+    one (dbt's runner catches every exception, so a Ctrl-C during a dbt build was lost and the
+    run went on). A second Ctrl-C interrupts at once. The previous handlers come back after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(*_) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _run(settings, until_caught_up, cycle_s, hooks, on_update, job_args, stop) -> RunState:
     state = RunState()
     ensure_kafka(settings)
     ensure_topics(settings)
@@ -126,7 +153,7 @@ def run(
         apply_retention(client, settings.retention_days)
         ingest = WarehouseIngest(settings, client)
         stop_stale_jobs(settings)
-        job: FlinkJob = start_pipeline(settings, bounded=until_caught_up, **(job_args or {}))
+        job: FlinkJob = start_pipeline(settings, bounded=until_caught_up, **job_args)
         jobs_file = settings.state_path / JOBS_FILE
         jobs_file.write_text(f"{job.process.pid}\n")  # a job's process group id is its pid (start_new_session)
         state.job = "running"
@@ -135,10 +162,13 @@ def run(
         except KeyboardInterrupt:
             stop.set()
         finally:
+            still_running = job.process.poll() is None
             job.stop()
             jobs_file.unlink(missing_ok=True)
             ingest.close()
-            if job.process.returncode not in (0, None, -15) and state.job != "failed":
+            if still_running:
+                state.job = "stopped"  # it resumes from its newest checkpoint next time
+            elif job.process.returncode != 0 and state.job != "failed":
                 state.job = f"exited {job.process.returncode}"
     return state
 

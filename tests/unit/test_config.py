@@ -91,3 +91,23 @@ def test_the_demo_keeps_the_fetched_jars_and_its_own_state(monkeypatch, tmp_path
     assert demo.lib_path == tmp_path / ".yieldmeter" / "lib" == base.lib_path
     assert demo.state_path == tmp_path / ".yieldmeter" / "demo"
     assert demo.warehouse_url == f"chdb://{tmp_path / '.yieldmeter' / 'demo' / 'warehouse'}"
+
+
+def test_ctrl_c_during_a_run_sets_stop_and_a_second_one_interrupts():
+    """yieldmeter run's signal handling: a Ctrl-C cannot be swallowed by a library (dbt catches
+    KeyboardInterrupt), the second one interrupts, and the handlers are restored afterwards."""
+    import os
+    import signal
+    import threading
+    import time
+
+    from yieldmeter.runner import _stop_on_signals
+
+    stop, before = threading.Event(), signal.getsignal(signal.SIGINT)
+    with _stop_on_signals(stop):
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop.wait(5)
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)  # the handler raises here
+    assert signal.getsignal(signal.SIGINT) is before
