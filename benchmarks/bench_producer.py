@@ -17,9 +17,7 @@ import logging
 import os
 import re
 import resource
-import shutil
 import sys
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -28,9 +26,9 @@ from pathlib import Path
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from support import cpu_seconds, free_port, peak_rss_mb, run_with_peak_rss  # noqa: E402
+from support import bench_settings, cpu_seconds, peak_rss_mb, run_with_peak_rss  # noqa: E402
 
-from yieldmeter.config import PROJECT_ROOT, Settings  # noqa: E402
+from yieldmeter.config import Settings  # noqa: E402
 from yieldmeter.contracts import UsageEvent, to_json_bytes
 from yieldmeter.sdk import DEFAULT_CONFIG, UsageProducer, session_key
 from yieldmeter.topics import admin_client, create_topics
@@ -91,19 +89,12 @@ def report(label: str, n: int, seconds: float, cpu: float, landed: int) -> None:
 def main() -> None:
     logging.getLogger("yieldmeter.sdk").setLevel(logging.ERROR)  # a fresh broker's "retrying" warnings
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 300_000
-    work = Path(tempfile.mkdtemp(prefix="ym-bench-"))
-    broker = None
-    if bootstrap := os.environ.get("YIELDMETER_KAFKA_BOOTSTRAP"):
-        settings = Settings(_env_file=None, state_dir=work, kafka_bootstrap=bootstrap)
-    else:
-        from yieldmeter.kafka_local import LocalKafka
+    with bench_settings() as settings:
+        run(settings, n)
 
-        lib = os.environ.get("YIELDMETER_LIB_DIR") or PROJECT_ROOT / ".yieldmeter" / "lib"
-        settings = Settings(_env_file=None, state_dir=work, lib_dir=lib, kafka_port=free_port(),
-                            kafka_controller_port=free_port())  # fmt: skip
-        broker = LocalKafka(settings)
-        print(f"starting a local broker on {settings.bootstrap_servers} …", flush=True)
-        broker.start()
+
+def run(settings: Settings, n: int) -> None:
+    work = settings.state_path
     bench, topics = Bench(settings), []
     try:
         print(f"producer benchmark: {n:,} usage events, broker {settings.bootstrap_servers}, {os.cpu_count()} cores")
@@ -155,9 +146,6 @@ def main() -> None:
         breakdown(settings, bench, topics, events, lines)
     finally:
         bench.cleanup(topics)
-        if broker is not None:
-            broker.stop()
-        shutil.rmtree(work, ignore_errors=True)  # the JSONL file and the broker's data
 
 
 def breakdown(settings: Settings, bench: Bench, topics: list[str], events: list, lines: list[bytes]) -> None:
