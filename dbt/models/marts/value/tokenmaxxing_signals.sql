@@ -11,13 +11,15 @@
 -- successes fall short of what the peer median yield predicts for the entity's tokens by more
 -- than tokenmaxxing_shortfall_z Poisson standard deviations (a user with three leads a week is
 -- not judged on one missing lead). A flag needs low yield AND (high volume OR volume outpacing
--- outcomes while at or above the peer median); reason codes and the numbers come with it.
+-- outcomes while at or above the peer median) in a week with tokenmaxxing_min_days days of data;
+-- reason codes and the numbers come with it.
 {% set volume_z = var('tokenmaxxing_volume_z') %}
 {% set yield_z = var('tokenmaxxing_yield_z') %}
 {% set min_peers = var('tokenmaxxing_min_peers') | int %}
 {% set min_growth = var('tokenmaxxing_min_growth') %}
 {% set growth_ratio = var('tokenmaxxing_growth_ratio') %}
 {% set shortfall_z = var('tokenmaxxing_shortfall_z') %}
+{% set min_days = var('tokenmaxxing_min_days') | int %}
 
 with usage as (
     select
@@ -39,13 +41,23 @@ results as (
     group by week, org_id, team, user_id, app, outcome_type
 ),
 
+-- Days with any call in each week. Growth compares a week only with a week before it that has
+-- as many days of data: the weeks at the edges of the data (the first, the current one) are
+-- partial, and neither their sums nor their daily rates compare (a Sunday is not a Tuesday).
+coverage as (
+    select toMonday(day) as week, toFloat64(uniqExact(day)) as days
+    from {{ ref('fct_calls') }}
+    group by week
+),
+
 users as (
     select
         u.week as week, u.org_id as org_id, u.team as team, u.user_id as user_id, u.app as app,
         u.outcome_type as outcome_type, u.total_tokens as total_tokens, u.cost_usd as cost_usd,
         u.calls as calls, u.sessions as sessions, r.outcomes as outcomes,
-        r.successful_outcomes as successful_outcomes
+        r.successful_outcomes as successful_outcomes, c.days as days
     from usage as u
+    inner join coverage as c on u.week = c.week
     left join results as r
         on u.week = r.week and u.org_id = r.org_id and u.team = r.team and u.user_id = r.user_id
         and u.app = r.app and u.outcome_type = r.outcome_type
@@ -53,16 +65,16 @@ users as (
 
 entities as (
     select week, 'user' as entity_type, org_id, team, user_id as entity_id, app, outcome_type,
-        total_tokens, cost_usd, calls, sessions, outcomes, successful_outcomes
+        total_tokens, cost_usd, calls, sessions, outcomes, successful_outcomes, days
     from users
     union all
     select week, 'team', org_id, team, team, app, outcome_type,
-        sum(total_tokens), sum(cost_usd), sum(calls), sum(sessions), sum(outcomes), sum(successful_outcomes)
+        sum(total_tokens), sum(cost_usd), sum(calls), sum(sessions), sum(outcomes), sum(successful_outcomes), any(days)
     from users
     group by week, org_id, team, app, outcome_type
     union all
     select week, 'app', org_id, '', app, app, outcome_type,
-        sum(total_tokens), sum(cost_usd), sum(calls), sum(sessions), sum(outcomes), sum(successful_outcomes)
+        sum(total_tokens), sum(cost_usd), sum(calls), sum(sessions), sum(outcomes), sum(successful_outcomes), any(days)
     from users
     group by week, org_id, app, outcome_type
 ),
@@ -111,12 +123,13 @@ with_growth as (
         s.*,
         p.total_tokens as previous_tokens,
         p.successful_outcomes as previous_successful_outcomes,
-        if(p.total_tokens > 0, s.total_tokens / p.total_tokens, NULL) as volume_growth,
-        if(p.total_tokens > 0, (s.successful_outcomes + 0.5) / (p.successful_outcomes + 0.5), NULL) as outcome_growth
+        if(p.total_tokens > 0 and p.days = s.days, s.total_tokens / p.total_tokens, NULL) as volume_growth,
+        if(p.total_tokens > 0 and p.days = s.days,
+           (s.successful_outcomes + 0.5) / (p.successful_outcomes + 0.5), NULL) as outcome_growth
     from scored as s
     left join (
         select week + 7 as next_week, entity_type, org_id, entity_id, app, outcome_type,
-            total_tokens, successful_outcomes
+            total_tokens, successful_outcomes, days
         from measured
     ) as p
         on s.week = p.next_week and s.entity_type = p.entity_type and s.org_id = p.org_id
@@ -162,7 +175,9 @@ select
     is_high_volume,
     is_low_yield,
     is_volume_outpacing_outcomes,
-    {{ as_bool('is_low_yield and (is_high_volume or is_volume_outpacing_outcomes)') }} as is_flagged,
+    toUInt8(days) as days_of_data,
+    -- A week with only a day or two of data (the first one) is shown but not judged.
+    {{ as_bool('is_low_yield and (is_high_volume or is_volume_outpacing_outcomes) and days >= ' ~ min_days) }} as is_flagged,
     arrayFilter(x -> x != '', [
         if(is_high_volume, 'high_volume', ''),
         if(is_low_yield, 'low_yield', ''),
