@@ -1,5 +1,5 @@
-"""Shared by the alert tests: rows for the hourly rollup (calls_hourly, migration 0005)
-they write to, and a real local Slack receiver."""
+"""Shared by the alert tests: evaluating one rule, rows for the hourly rollup (calls_hourly,
+migration 0005) they write to, and a real local Slack receiver."""
 
 from __future__ import annotations
 
@@ -11,12 +11,24 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from yieldmeter.alerts.config import build_config
+from yieldmeter.alerts.engine import evaluate
+from yieldmeter.alerts.rules import RULES
+
 COLUMNS = ["hour", "org_id", "team", "user_id", "app", "provider", "model", "calls", "input_tokens",
            "cache_read_tokens", "cache_write_tokens", "output_tokens", "reasoning_tokens", "cost_usd", "errors",
            "unpriced_calls"]
 
+DEFAULTS = build_config({}, "test")  # the built-in thresholds
 NOW = datetime(2025, 3, 10, 15, 7, tzinfo=timezone.utc)  # evaluates the hour from 14:00 (settle 5 min)
 HOUR = datetime(2025, 3, 10, 14, tzinfo=timezone.utc)
+
+
+def run_rule(client, rule: str, config=DEFAULTS, now=NOW) -> dict:
+    """Evaluate one rule, which must run without failing; its findings by incident key."""
+    evaluation = evaluate(client, config, now, [RULES[rule]])
+    assert evaluation.failed == {} and evaluation.ran == {rule}
+    return {f.key: f for f in evaluation.findings}
 
 
 def hourly(hour: datetime, org="acme", team="support", app="support-bot", cost="1", calls=10, errors=0,

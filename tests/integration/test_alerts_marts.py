@@ -6,19 +6,19 @@ tests/e2e/test_alerts_planted.py); each rule fires, stays quiet, and is skipped 
 from __future__ import annotations
 
 from datetime import date, datetime, timezone
+from functools import partial
 from decimal import Decimal
 
 import pytest
 
+from tests.integration.alerts_support import DEFAULTS, run_rule
 from yieldmeter.alerts.config import build_config
 from yieldmeter.alerts.engine import evaluate
 from yieldmeter.alerts.model import Severity
 from yieldmeter.alerts.rules import PLANNED, RULES
-from yieldmeter.warehouse import migrate, open_warehouse
 
 pytestmark = pytest.mark.integration
 
-DEFAULTS = build_config({}, "test")
 NOW = datetime(2026, 3, 20, 12, 7, tzinfo=timezone.utc)  # a Friday; evaluates the hour from 11:00
 
 BUDGET_DDL = """
@@ -45,17 +45,7 @@ CREATE TABLE tokenmaxxing_signals (
 """
 
 
-@pytest.fixture
-def client(warehouse_url):
-    with open_warehouse(warehouse_url) as client:
-        migrate(client)
-        yield client
-
-
-def run(client, rule: str, config=DEFAULTS, now=NOW):
-    evaluation = evaluate(client, config, now, [RULES[rule]])
-    assert evaluation.failed == {} and evaluation.ran == {rule}
-    return {f.key: f for f in evaluation.findings}
+run = partial(run_rule, now=NOW)  # the rules at this file's evaluation time
 
 
 def test_mart_rules_are_registered_not_planned_and_skipped_without_their_marts(client):

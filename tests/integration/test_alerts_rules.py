@@ -13,30 +13,16 @@ import pytest
 from pydantic import SecretStr
 
 from tests.conftest import free_port
-from tests.integration.alerts_support import HOUR, NOW, Receiver, history, hourly, insert_hourly
+from tests.integration.alerts_support import DEFAULTS, HOUR, NOW, Receiver, history, hourly, insert_hourly
+from tests.integration.alerts_support import run_rule as run
 from yieldmeter.alerts.config import build_config
 from yieldmeter.alerts.engine import cycle, evaluate
 from yieldmeter.alerts.model import Severity, evaluated_hour
-from yieldmeter.alerts.rules import RULES
 from yieldmeter.alerts.slack import payload_problems
 from yieldmeter.warehouse import migrate, open_warehouse
 
 pytestmark = pytest.mark.integration
 
-DEFAULTS = build_config({}, "test")
-
-
-@pytest.fixture
-def client(warehouse_url):
-    with open_warehouse(warehouse_url) as client:
-        migrate(client)
-        yield client
-
-
-def run(client, rule: str, config=DEFAULTS, now=NOW):
-    evaluation = evaluate(client, config, now, [RULES[rule]])
-    assert evaluation.failed == {} and evaluation.ran == {rule}
-    return {f.key: f for f in evaluation.findings}
 
 
 # --- spend spike -----------------------------------------------------------------------------

@@ -6,7 +6,7 @@ exactly when an incident is present; tests/integration/test_alerts_rules.py driv
 from __future__ import annotations
 
 import io
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -14,17 +14,15 @@ from pydantic import SecretStr
 from rich.console import Console
 
 from tests.conftest import free_port
-from tests.integration.alerts_support import Receiver
+from tests.integration.alerts_support import NOW, Receiver
 from yieldmeter.alerts.config import build_config
 from yieldmeter.alerts.engine import cycle
 from yieldmeter.alerts.model import Finding, Severity
 from yieldmeter.alerts.rules import RuleSpec, SpendSpikeParams
 from yieldmeter.alerts.slack import payload_problems
-from yieldmeter.warehouse import migrate, open_warehouse
 
 pytestmark = pytest.mark.integration
 
-NOW = datetime(2025, 3, 10, 15, 7, tzinfo=timezone.utc)
 FAST = {"timeout_seconds": 2, "max_retries": 3, "backoff_seconds": 0.01, "max_retry_after_seconds": 5,
         "retry_base_seconds": 60, "retry_max_seconds": 600}
 
@@ -50,13 +48,6 @@ class Script:
     @property
     def rules(self) -> list[RuleSpec]:
         return [RuleSpec("spend_spike", self._evaluate, SpendSpikeParams, (), "scripted")]
-
-
-@pytest.fixture
-def client(warehouse_url):
-    with open_warehouse(warehouse_url) as client:
-        migrate(client)
-        yield client
 
 
 @pytest.fixture
