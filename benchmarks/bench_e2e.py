@@ -43,7 +43,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from support import bench_settings  # noqa: E402
+from support import bench_settings, children_by_parent, status_kb  # noqa: E402
 
 from yieldmeter.config import Settings, load_settings  # noqa: E402
 
@@ -53,28 +53,6 @@ FLINK_DRIVER = "Flink job driver (python)"
 
 
 # --- memory: VmHWM of process trees ------------------------------------------------------------
-
-
-def _status_kb(pid: int, field_name: str) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(field_name):
-                return int(line.split()[1])
-    except (OSError, ValueError):
-        pass
-    return 0
-
-
-def _children() -> dict[int, list[int]]:
-    tree: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            tree.setdefault(ppid, []).append(int(entry.name))
-    return tree
 
 
 def _label(pid: int, root_label: str) -> str | None:
@@ -113,7 +91,7 @@ class MemoryWatch:
         self.poll()
 
     def poll(self) -> None:
-        tree = _children()
+        tree = children_by_parent()
         for root, label in list(self.roots.items()):
             stack = [root]
             while stack:
@@ -121,7 +99,7 @@ class MemoryWatch:
                 stack += tree.get(pid, [])
                 name = label if pid == root else _label(pid, label)
                 if name:
-                    self.peaks_kb[name] = max(self.peaks_kb.get(name, 0), _status_kb(pid, "VmHWM:"))
+                    self.peaks_kb[name] = max(self.peaks_kb.get(name, 0), status_kb(pid, "VmHWM:"))
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
@@ -484,7 +462,7 @@ def bench(args: argparse.Namespace) -> None:
         total = sum(s.seconds for s in report.stages)
         broker = LocalKafka(base).pid() if base.uses_local_kafka else None
         if broker:
-            report.memory["Kafka broker (JVM)"] = _status_kb(broker, "VmHWM:") / 1024
+            report.memory["Kafka broker (JVM)"] = status_kb(broker, "VmHWM:") / 1024
         if baseline:
             report.memory["baseline consumer"] = max(report.memory.get("baseline consumer") or 0, baseline["peak_rss_mb"])
         print_report(f"STAGED (Flink parallelism {base.flink_parallelism}"

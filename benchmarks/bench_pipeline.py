@@ -35,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_producer import make_events  # noqa: E402  the same event mix as the producer benchmark
-from support import bench_settings  # noqa: E402
+from support import bench_settings, children_by_parent, status_kb  # noqa: E402
 
 from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
 
@@ -90,13 +90,8 @@ def committed_count(settings, topic: str, parts: int) -> int:
 
 def java_descendant(pid: int) -> int | None:
     """The JVM that runs the mini-cluster (PyFlink's gateway server), found through /proc."""
-    children: dict[int, list[int]] = defaultdict(list)
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            children[int(stat.read_text().rsplit(")", 1)[1].split()[1])].append(int(stat.parent.name))
-        except (OSError, IndexError, ValueError):
-            continue
-    todo = list(children[pid])
+    children = children_by_parent()
+    todo = list(children.get(pid, []))
     while todo:
         child = todo.pop()
         try:
@@ -104,7 +99,7 @@ def java_descendant(pid: int) -> int | None:
                 return child
         except OSError:
             pass
-        todo += children[child]
+        todo += children.get(child, [])
     return None
 
 
@@ -170,8 +165,7 @@ class Watch(threading.Thread):
             java = java or java_descendant(self.driver_pid)
             if java:
                 try:
-                    status = Path(f"/proc/{java}/status").read_text()
-                    self.peak_kb = max(self.peak_kb, int(status.split("VmHWM:")[1].split()[0]))
+                    self.peak_kb = max(self.peak_kb, status_kb(java, "VmHWM:"))
                     for task in Path(f"/proc/{java}/task").iterdir():
                         head, tail = (task / "stat").read_text().rsplit(")", 1)
                         fields = tail.split()

@@ -72,3 +72,27 @@ def run_with_peak_rss(command: list[str], **kwargs) -> tuple[subprocess.Complete
         time.sleep(0.05)
     out, err = process.communicate()
     return subprocess.CompletedProcess(command, process.returncode, out, err), peak_kb / 1024
+
+
+def status_kb(pid: int, field_name: str) -> int:
+    """A kB figure of /proc/<pid>/status, e.g. "VmHWM:" (peak resident memory); 0 once it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field_name):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def children_by_parent() -> dict[int, list[int]]:
+    """The process tree now, from /proc: parent pid -> child pids."""
+    tree: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            tree.setdefault(ppid, []).append(int(entry.name))
+    return tree
