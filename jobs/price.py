@@ -14,6 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # common.py beside this file
 from common import (  # noqa: E402
+    add_event_time_arguments,
     base_parser,
     bounded_stops,
     duration_ms,
@@ -81,15 +82,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--price-delay", type=duration_ms, default="1s",
                         help="how far the pricing watermark trails the newest call (default 1s). Calls are "
                         "priced once it passes them; keep it short, the joins rescan what they hold")
-    parser.add_argument("--out-of-orderness", type=duration_ms, default="5min",
-                        help="how far behind the newest call time a call may arrive and still join its "
-                        "session; later calls are marked is_late and become session corrections (default 5min)")
-    parser.add_argument("--idle-timeout", type=duration_ms, default="5s",
-                        help="a partition without new records stops holding the watermark back after this "
-                        "(default 5s); until then the joins hold every call read meanwhile")
-    parser.add_argument("--watermark-emit", choices=("on-periodic", "on-event"), default="on-periodic",
-                        help="on-event advances the watermark after every record: slower, but which call is late "
-                        "no longer depends on timing (tests)")
+    add_event_time_arguments(parser)
     parser.add_argument("--model-rules", help="model id rules exported by yieldmeter (default: trim and lower-case only)")
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # common.py beside this file
 from common import (  # noqa: E402
+    add_event_time_arguments,
     base_parser,
     bounded_stops,
     duration_ms,
@@ -44,13 +45,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--sessions-topic", required=True)
     parser.add_argument("--session-gap", type=duration_ms, default="30min",
                         help="inactivity that closes a session, in event time (default 30min)")
-    parser.add_argument("--out-of-orderness", type=duration_ms, default="5min",
-                        help="how far behind the newest call time a call may arrive and still join its "
-                        "session; later calls become corrections (default 5min)")
-    parser.add_argument("--idle-timeout", type=duration_ms, default="5s",
-                        help="a partition without new records stops holding the watermark back after this (default 5s)")
-    parser.add_argument("--watermark-emit", choices=("on-periodic", "on-event"), default="on-periodic",
-                        help="on-event advances the watermark after every record (deterministic tests)")
+    add_event_time_arguments(parser)
 
 
 def submit(args):
