@@ -50,19 +50,7 @@ class FlinkJob:
         records are lost. Killed, the transaction stays open and the restarted job commits it
         from the checkpoint (tests/e2e/test_faults.py: Ctrl-C, then run again).
         """
-        group = self.process.pid  # start_new_session: the driver leads its own group
-        try:
-            os.killpg(group, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.process.wait()
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:  # the JVM is the driver's child: wait until init reaped it
-            try:
-                os.killpg(group, 0)
-            except ProcessLookupError:
-                return
-            time.sleep(0.1)
+        kill_process_group(self.process.pid, timeout_s, child=self.process)  # start_new_session: it leads one
 
     kill = stop
 
@@ -70,6 +58,26 @@ class FlinkJob:
         text = self.log.read_text(errors="replace").splitlines() if self.log.exists() else []
         # Java stack traces are long; the useful line is usually the last "Caused by".
         return f"Last lines of {self.log}:\n" + "\n".join(text[-lines:])
+
+
+def kill_process_group(group: int, timeout_s: float = 30, child: subprocess.Popen | None = None) -> None:
+    """SIGKILL process group ``group`` and wait until every process of it is gone (at most
+    ``timeout_s``). ``child``: our own process leading the group, reaped here, or it would stay
+    in the group as a zombie. Processes of the group that were not our children are reaped by
+    init once killed."""
+    try:
+        os.killpg(group, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    if child is not None:
+        child.wait()
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
 
 
 def connector_jars(settings: Settings) -> list[Path]:

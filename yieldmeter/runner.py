@@ -20,7 +20,6 @@ checkpoints, consumer group and transactional ids would write the same output tw
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import threading
 import time
@@ -35,7 +34,7 @@ from confluent_kafka import KafkaException
 
 from yieldmeter.config import Settings
 from yieldmeter.errors import YieldmeterError
-from yieldmeter.flink import FlinkJob
+from yieldmeter.flink import FlinkJob, kill_process_group
 from yieldmeter.ingest import IngestStats, WarehouseIngest
 from yieldmeter.kafka_local import LocalKafka
 from yieldmeter.pipeline_jobs import start_pipeline
@@ -197,10 +196,8 @@ def _job_processes(settings: Settings, group: int) -> list[int]:
 def stop_stale_jobs(settings: Settings, timeout_s: float = 30) -> int:
     """Stop the Flink jobs a killed run left behind, if they still run; returns how many.
 
-    Killed (SIGKILL to the group), as the crash of its run would have: the new jobs resume
-    from the newest checkpoints, the recovery the crash tests cover. (A SIGTERM lets the JVM
-    shut down the job's Kafka sinks, and a resumed split pipeline then found the transaction of
-    its last checkpoint fenced and lost those sessions: tests/e2e/test_faults.py.) Only the
+    Killed as FlinkJob.stop kills a job (its docstring says why not SIGTERM): the new jobs resume
+    from the newest checkpoints, the recovery the crash tests cover. Only the
     process that owns the warehouse calls this, so the run that started them cannot be alive
     (with a ClickHouse server, two runs on one state folder are not supported).
     """
@@ -212,13 +209,7 @@ def stop_stale_jobs(settings: Settings, timeout_s: float = 30) -> int:
     stale = [group for group in groups if _job_processes(settings, group)]
     for group in stale:
         log.warning("A Flink job of an earlier run (process group %d) is still running: stopping it first.", group)
-        try:
-            os.killpg(group, signal.SIGKILL)
-        except ProcessLookupError:
-            continue
-        deadline = time.monotonic() + timeout_s
-        while _job_processes(settings, group) and time.monotonic() < deadline:
-            time.sleep(0.2)
+        kill_process_group(group, timeout_s)
     jobs_file.unlink(missing_ok=True)
     return len(stale)
 
