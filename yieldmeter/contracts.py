@@ -4,7 +4,8 @@ Three records travel through Kafka as plain JSON objects (UTF-8, one per message
 
 - :class:`UsageEvent`   one model call            topic usage.events
 - :class:`OutcomeEvent` one business outcome      topic usage.outcomes
-- :class:`PriceRecord`  one price of one model    topic usage.prices (compacted, key = ``PriceRecord.key``)
+- :class:`PriceRecord`  one price of one model    topic usage.prices (compacted, key = ``PriceRecord.price_id``)
+- :class:`OrgDiscount`  one negotiated discount   topic usage.prices (key = ``OrgDiscount.discount_id``)
 
 Any producer in any language can send them; schemas/*.schema.json describe them and
 schemas/README.md shows an example of each. Field names follow the OpenTelemetry GenAI
@@ -490,6 +491,62 @@ def _first(*values: Decimal | None) -> Decimal:
     return next(v for v in values if v is not None)
 
 
+# --- org discounts ---------------------------------------------------------------------------
+
+DISCOUNT_PREFIX = "discount/"
+"""Key prefix of an OrgDiscount on the prices topic; no price key can start with it."""
+
+Percent = Annotated[
+    Decimal,
+    Field(ge=0, le=100, max_digits=8, decimal_places=4, allow_inf_nan=False),
+    AfterValidator(_plain_decimal),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": r"^\d{1,3}(\.\d{1,4})?$"},
+                {"type": "number", "minimum": 0, "maximum": 100},
+            ],
+            "description": "Percent 0..100 with at most 4 decimals. Send a string to keep it exact.",
+        },
+        mode="validation",
+    ),
+]
+
+
+class OrgDiscount(BaseModel):
+    """A negotiated discount of one organisation, on one provider or on all, from ``effective_from``.
+
+    The discounted cost of a call is ``cost_usd * (100 - discount_pct) / 100``. For a call,
+    the discount in force is the latest one (by effective_from, not after the call) of the
+    call's org for the call's provider; only when the org has none for that provider, its
+    latest all-provider (``provider: null``) discount. A discount of 0 ends an earlier one.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1] = Field(SCHEMA_VERSION, description="Version of this contract.")
+    kind: Literal["org_discount"] = Field("org_discount", description="Tells discounts from prices on the prices topic.")
+    org_id: Name = Field(description="Organisation, as in UsageEvent.org_id.")
+    provider: Identifier | None = Field(
+        None, description="Provider, as in UsageEvent.provider; null = every provider of the org."
+    )
+    discount_pct: Percent = Field(description="Discount in percent of the list price, 0..100, as a string.")
+    effective_from: PriceTime = Field(description="First instant this discount applies; 1970-01-01T00:00:00.000Z = always.")
+    source: Literal["user"] = Field("user", description="Discounts always come from the user's files.")
+
+    @property
+    def key(self) -> str:
+        return f"{DISCOUNT_PREFIX}{self.org_id}/{self.provider or '*'}"
+
+    @property
+    def discount_id(self) -> str:
+        """Kafka key on the prices topic: one message per discount and effective_from."""
+        return f"{self.key}@{_wire_time(self.effective_from)}"
+
+    def apply(self, cost_usd: Decimal) -> Decimal:
+        return cost_usd * (100 - self.discount_pct) / 100
+
+
 # --- wire helpers ----------------------------------------------------------------------------
 
 
@@ -553,6 +610,7 @@ SCHEMA_FILES: dict[str, type[BaseModel]] = {
     "usage_event.schema.json": UsageEvent,
     "outcome_event.schema.json": OutcomeEvent,
     "price_record.schema.json": PriceRecord,
+    "org_discount.schema.json": OrgDiscount,
 }
 
 
