@@ -383,6 +383,17 @@ class Rates(NamedTuple):
     reasoning: Decimal
 
 
+def _daily_time(value: str) -> str:
+    return value if len(value) == 8 else f"{value}:00"
+
+
+DailyTime = Annotated[
+    str,
+    StringConstraints(pattern=r"^([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?$"),
+    AfterValidator(_daily_time),
+]
+"""A UTC time of day, HH:MM or HH:MM:SS; always written HH:MM:SS."""
+
 _RATE_NAMES = ("input", "output", "cache_read", "cache_write", "reasoning")
 
 
@@ -419,6 +430,13 @@ class PriceRecord(_Contract):
     cache_read_above_per_mtok: Usd | None = Field(None, description="Cache-read rate above the tier threshold.")
     cache_write_above_per_mtok: Usd | None = Field(None, description="Cache-write rate above the tier threshold.")
     reasoning_above_per_mtok: Usd | None = Field(None, description="Reasoning rate above the tier threshold.")
+    time_of_day_start: DailyTime | None = Field(
+        None, description="Daily window (UTC, with time_of_day_end): the price applies only from this time of day "
+        "(genai-prices' time-of-day prices, e.g. off-peak hours)."
+    )
+    time_of_day_end: DailyTime | None = Field(
+        None, description="End of the daily window, exclusive; before the start, the window wraps past midnight."
+    )
     source: Literal["genai-prices", "user"] = Field(description="Where the price came from.")
 
     @field_validator("model", mode="before")
@@ -440,12 +458,29 @@ class PriceRecord(_Contract):
                 "tier_incomplete",
                 "tier_threshold_input_tokens needs input_above_per_mtok and output_above_per_mtok",
             )
+        if (self.time_of_day_start is None) != (self.time_of_day_end is None) or (
+            self.time_of_day_start is not None and self.time_of_day_start == self.time_of_day_end
+        ):
+            raise PydanticCustomError(
+                "window_incomplete", "time_of_day_start and time_of_day_end go together and must differ"
+            )
         return self
 
     @property
     def key(self) -> str:
-        """The price history this record belongs to: one per provider/model/tier (its price_id adds the time)."""
-        return f"{self.provider}/{self.model}/{self.service_tier}"
+        """One price history: provider/model/tier, and the daily window if any (price_id adds the time)."""
+        window = f"/{self.time_of_day_start}-{self.time_of_day_end}" if self.time_of_day_start else ""
+        return f"{self.provider}/{self.model}/{self.service_tier}{window}"
+
+    def applies_at(self, at: datetime) -> bool:
+        """In force at ``at`` as far as this record alone can tell: effective, and inside its window."""
+        if at < self.effective_from:
+            return False
+        if self.time_of_day_start is None or self.time_of_day_end is None:
+            return True
+        now = at.astimezone(UTC).strftime("%H:%M:%S.%f")
+        start, end = self.time_of_day_start, self.time_of_day_end
+        return start <= now < end if start < end else (now >= start or now < end)
 
     @property
     def price_id(self) -> str:

@@ -66,6 +66,21 @@ def in_force(records: Iterable[Any], at: datetime) -> list[Any]:
     return [best[k] for k in sorted(best)]
 
 
+def price_for(prices: Iterable[PriceRecord], provider: str, model: str, service_tier: str, at: datetime) -> PriceRecord | None:
+    """The price in force for a call (docs/pricing.md): the latest effective record of the call's
+    provider, model and tier that applies at ``at`` (a windowed one wins a tie), else the same on
+    the default tier; None when the call is unpriced. The reference the job is tested against."""
+
+    def best(tier: str) -> PriceRecord | None:
+        candidates = [
+            p for p in prices
+            if p.service_tier == tier and p.model == model and p.provider == provider and p.applies_at(at)
+        ]
+        return max(candidates, key=lambda p: (p.effective_from, p.time_of_day_start is not None), default=None)
+
+    return best(service_tier) or (best("default") if service_tier != "default" else None)
+
+
 def discount_for(discounts: Iterable[OrgDiscount], org_id: str, provider: str, at: datetime) -> OrgDiscount | None:
     """The discount applying to a call of ``org_id`` on ``provider`` at ``at`` (see OrgDiscount)."""
     current = {d.provider: d for d in in_force((d for d in discounts if d.org_id == org_id), at)}
