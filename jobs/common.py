@@ -185,19 +185,35 @@ def sql_interval(ms: int) -> str:
 # Without exported rules (--model-rules) model ids are only trimmed, lower-cased and stripped of a
 # path prefix and a date suffix; normalize.py's patterns, kept in step by a test.
 _NO_MODEL_RULES = json.dumps({
-    "provider_catalogue": {}, "aliases": {}, "providers": [],
+    "provider_catalogue": {}, "provider_spellings": {}, "canonical": {}, "aliases": {}, "providers": [],
     "trailing_date": r"[-@](?:20\d\d-\d\d-\d\d|20\d\d\d\d\d\d)$", "gemini_version": r"^(gemini-.+)-\d{3}$",
 }).encode()
 
 
-def udf_jar(model_rules: str | None = None) -> Path:
-    """The jar of jobs/udf with model_rules.json inside (built if this version is not cached)."""
+def _kafka_connector(jars: str) -> list[Path]:
+    """The local Kafka connector jar among the job's --jars (file: URIs or paths, ';'-separated)."""
+    found = [path for path in (_local_dir(j.strip()) for j in jars.split(";") if j.strip())
+             if path is not None and path.name.startswith("flink-sql-connector-kafka")]
+    if not found:
+        raise SystemExit(
+            "The pricing function reads the prices topic with the Kafka connector's client: pass the "
+            "flink-sql-connector-kafka jar with --jars (on a cluster too, so the client can compile against it)."
+        )
+    return found
+
+
+def udf_jar(model_rules: str | None = None, jars: str = "") -> Path:
+    """The jar of jobs/udf with model_rules.json inside (built if this version is not cached).
+
+    Compiled against this PyFlink's jars and the Kafka connector's shaded client (CatalogFeed).
+    """
     import pyflink
 
     sources = sorted(UDF_DIR.rglob("*.java"))
     rules = Path(model_rules).read_bytes() if model_rules else _NO_MODEL_RULES
     flink_lib = Path(pyflink.__file__).parent / "lib"
-    digest = hashlib.sha256(rules + str(flink_lib).encode())
+    connector = _kafka_connector(jars)
+    digest = hashlib.sha256(rules + str(flink_lib).encode() + str(connector).encode())
     for source in sources:
         digest.update(source.read_bytes())
     cache = Path(model_rules).resolve().parent / "udf" if model_rules else Path(tempfile.gettempdir()) / "yieldmeter-udf"
@@ -206,7 +222,7 @@ def udf_jar(model_rules: str | None = None) -> Path:
         return jar
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache) as build:
-        classpath = os.pathsep.join(str(j) for j in sorted(flink_lib.glob("*.jar")))
+        classpath = os.pathsep.join(str(j) for j in [*sorted(flink_lib.glob("*.jar")), *connector])
         compiled = subprocess.run(
             ["javac", "--release", "11", "-nowarn", "-d", build, "-cp", classpath, *map(str, sources)],
             capture_output=True, text=True,
@@ -223,18 +239,17 @@ def udf_jar(model_rules: str | None = None) -> Path:
     return jar
 
 
-def kafka_options(args, topic: str, *, source: bool, from_start: bool = False) -> str:
+def kafka_options(args, topic: str, *, source: bool) -> str:
     """The WITH (...) options of a Kafka table, filled from the command line.
 
-    A source resumes from its group's committed offsets, or with ``from_start`` reads the
-    topic from the beginning on every fresh start (a compacted catalog the job needs whole).
+    A source resumes from its group's committed offsets (from the beginning when it has none).
     """
     options = {"connector": "kafka", "topic": topic, "properties.bootstrap.servers": args.bootstrap}
     if source:
         options |= {
             "properties.group.id": args.group_id,
             "properties.isolation.level": "read_committed",
-            "scan.startup.mode": "earliest-offset" if from_start else "group-offsets",
+            "scan.startup.mode": "group-offsets",
             "properties.auto.offset.reset": "earliest",
         }
         stops = getattr(args, "stop_offsets", {}).get(topic)
@@ -390,6 +405,11 @@ def execute(t_env, statement_set, edit_plan=None):
     loaded = t_env.load_plan(PlanReference.from_json_string(plan))
     # PyFlink 2.2's load_plan hands the plan the Java environment, whose execute() then fails.
     return CompiledPlan(loaded._j_compiled_plan, t_env).execute()
+
+
+def sql_string(value: str) -> str:
+    """``value`` for use inside a SQL string literal ('' for ')."""
+    return value.replace("'", "''")
 
 
 def render_sql(name: str, **values: str) -> list[str]:

@@ -1,9 +1,10 @@
 """Price job: validate, deduplicate and price usage events, exactly once.
 
 Inputs: --events-topic (UsageEvent JSON, any bytes), --prices-topic (PriceRecord and
-OrgDiscount JSON, compacted). Outputs: --priced-topic (one priced call per event_id),
---dlq-topic (each rejected record with the reason). Event-time temporal joins; exactly-once
-Kafka sinks (read them read_committed). jobs/README.md describes fields, state and delivery.
+OrgDiscount JSON, compacted; held whole in memory by every pricing task). Outputs:
+--priced-topic (one priced call per event_id), --dlq-topic (each rejected record with the
+reason). Exactly-once Kafka sinks (read them read_committed). jobs/README.md describes fields,
+state and delivery; docs/pricing.md the pricing rules.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from common import (  # noqa: E402
     kafka_options,
     render_sql,
     sql_interval,
+    sql_string,
     statement_set_from_sql,
     table_environment,
     udf_jar,
@@ -31,8 +33,7 @@ from common import (  # noqa: E402
 FUNCTIONS = {
     "YM_EVENT_TIME": "dev.yieldmeter.flink.EventTime",
     "YM_PARSE_USAGE_EVENT": "dev.yieldmeter.flink.UsageEventParser",
-    "YM_CATALOG_TIME": "dev.yieldmeter.flink.CatalogTime",
-    "YM_PARSE_CATALOG": "dev.yieldmeter.flink.CatalogParser",
+    "YM_PRICE": "dev.yieldmeter.flink.CallPricer",
 }
 
 
@@ -43,7 +44,8 @@ def build_pipeline(t_env, args):
     statements = render_sql(
         "price",
         events_options=kafka_options(args, args.events_topic, source=True),
-        catalog_options=kafka_options(args, args.prices_topic, source=True, from_start=True),
+        prices_bootstrap=sql_string(args.bootstrap),
+        prices_topic=sql_string(args.prices_topic),
         priced_options=kafka_options(args, args.priced_topic, source=False),
         dlq_options=kafka_options(args, args.dlq_topic, source=False),
         price_delay=sql_interval(args.price_delay),
@@ -56,9 +58,9 @@ def build_pipeline(t_env, args):
 def with_dedup_ttl(plan_json: str, ttl_ms: int) -> str:
     """The compiled plan with a state TTL on the event_id deduplication only.
 
-    A job-wide table.exec.state.ttl would also expire the temporal joins' price versions of a
-    model nobody called for a while, and its next call would come out unpriced. Flink's way to
-    give one operator its own TTL is to edit the compiled plan.
+    Only the deduplication keeps state that grows with traffic (one entry per event_id); Flink's
+    way to give one operator its own TTL is to edit the compiled plan, which keeps any other
+    keyed state a later change adds from expiring by accident.
     """
     plan = json.loads(plan_json)
     found = 0
@@ -80,15 +82,15 @@ def add_arguments(parser) -> None:
     parser.add_argument("--dedup-ttl", type=duration_ms, default="24h",
                         help="how long an event_id is remembered to drop re-deliveries (default 24h)")
     parser.add_argument("--price-delay", type=duration_ms, default="1s",
-                        help="how far the pricing watermark trails the newest call (default 1s). Calls are "
-                        "priced once it passes them; keep it short, the joins rescan what they hold")
+                        help="how far this job's watermark trails the newest call (default 1s); each priced "
+                        "call carries it, and the sessionize job's watermark follows it")
     add_event_time_arguments(parser)
     parser.add_argument("--model-rules", help="model id rules exported by yieldmeter (default: trim and lower-case only)")
 
 
 def prepare(args) -> None:
     """Build the Java functions' jar and add it to the job's jars."""
-    args.jars = ";".join(filter(None, [args.jars, udf_jar(args.model_rules).as_uri()]))
+    args.jars = ";".join(filter(None, [args.jars, udf_jar(args.model_rules, args.jars).as_uri()]))
 
 
 def submit(args):

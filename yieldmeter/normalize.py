@@ -356,22 +356,88 @@ MODEL_ALIASES: dict[str, str] = {
     "claude-3-5-sonnet-latest": "claude-3-5-sonnet",
 }
 
-# OTel gen_ai.provider.name values (and common spellings) -> genai-prices provider id. Without
-# this, genai-prices' own matching sends "azure.ai.openai" to openai ('openai' in the name)
-# and knows neither "x_ai" nor "gcp.gen_ai".
-PROVIDER_CATALOGUE: dict[str, str] = {
-    "aws.bedrock": "aws",
-    "bedrock": "aws",
-    "azure.ai.openai": "azure",
-    "azure.openai": "azure",
-    "azure.ai.inference": "azure",
-    "gcp.gemini": "google",
-    "gcp.vertex_ai": "google",
-    "gcp.gen_ai": "google",
-    "x_ai": "x-ai",
-    "xai": "x-ai",
-    "mistral_ai": "mistral",
+# --- provider ids ------------------------------------------------------------------------------
+#
+# Producers spell providers many ways (docs/pricing.md). Every call's provider is normalised
+# once, by normalize_provider, to a canonical name: the OpenTelemetry gen_ai.provider.name
+# well-known value where OpenTelemetry has one, else genai-prices' provider id. The price
+# catalog is seeded under every canonical name of each genai-prices provider.
+
+# genai-prices provider id -> its canonical names, where they are not the id itself. The first
+# name is where genai-prices' own id (and its provider_match rules) lead: "google" is any
+# Google generative AI endpoint (gcp.gen_ai), Gemini API and Vertex AI are told apart by name.
+OTEL_PROVIDERS: dict[str, tuple[str, ...]] = {
+    "google": ("gcp.gen_ai", "gcp.gemini", "gcp.vertex_ai"),
+    "aws": ("aws.bedrock",),
+    "azure": ("azure.ai.openai", "azure.ai.inference"),
+    "mistral": ("mistral_ai",),
+    "x-ai": ("x_ai",),
 }
+
+# Canonical name -> genai-prices provider id, for the names that differ from their id. Without
+# this, genai-prices' own matching sends "azure.ai.openai" to openai ('openai' in the name) and
+# knows neither "x_ai" nor "gcp.gen_ai".
+PROVIDER_CATALOGUE: dict[str, str] = {name: gp for gp, names in OTEL_PROVIDERS.items() for name in names}
+
+# Spellings the rules below would get wrong or not at all -> canonical name: gateways' names
+# (LiteLLM's custom_llm_provider values), SDK names, and OTel's deprecated gen_ai.system values.
+PROVIDER_SPELLINGS: dict[str, str] = {
+    "gemini": "gcp.gemini",
+    "google_ai_studio": "gcp.gemini",
+    "google.generativeai": "gcp.gemini",
+    "vertex_ai": "gcp.vertex_ai",
+    "vertex_ai_beta": "gcp.vertex_ai",
+    "vertexai": "gcp.vertex_ai",
+    "vertex": "gcp.vertex_ai",
+    "gcp.vertex.agent": "gcp.vertex_ai",
+    "bedrock": "aws.bedrock",
+    "bedrock_converse": "aws.bedrock",
+    "amazon_bedrock": "aws.bedrock",
+    "azure": "azure.ai.openai",
+    "azure_openai": "azure.ai.openai",
+    "azure.openai": "azure.ai.openai",
+    "az.ai.openai": "azure.ai.openai",
+    "azure_ai": "azure.ai.inference",
+    "az.ai.inference": "azure.ai.inference",
+    "mistralai": "mistral_ai",
+    "codestral": "mistral_ai",
+    "xai": "x_ai",
+    "grok": "x_ai",
+    "together_ai": "together",
+    "fireworks_ai": "fireworks",
+    "fireworks-ai": "fireworks",
+    "moonshot": "moonshotai",
+    "cohere_chat": "cohere",
+    "text-completion-openai": "openai",
+    "watsonx": "ibm.watsonx.ai",
+    "voyage": "voyageai",
+}
+
+
+def canonical_names(provider_id: str) -> tuple[str, ...]:
+    """The canonical provider names of one genai-prices provider (its first is its own)."""
+    return OTEL_PROVIDERS.get(provider_id, (provider_id,))
+
+
+@lru_cache(maxsize=4096)
+def normalize_provider(provider: str) -> str:
+    """The canonical provider of a name as producers send it (docs/pricing.md):
+    the spelling table, a canonical name as it is, genai-prices' provider id, then its
+    provider_match rules (in catalogue order); else the name as sent, trimmed and lower-cased."""
+    name = provider.strip().lower()
+    if name in PROVIDER_SPELLINGS:
+        return PROVIDER_SPELLINGS[name]
+    if name in PROVIDER_CATALOGUE:
+        return name
+    providers = _catalogue().providers
+    for entry in providers:
+        if entry.id == name:
+            return canonical_names(entry.id)[0]
+    for entry in providers:
+        if entry.provider_match is not None and entry.provider_match.is_match(name):
+            return canonical_names(entry.id)[0]
+    return name
+
 
 _TRAILING_DATE = re.compile(r"[-@](?:20\d\d-\d\d-\d\d|20\d\d\d\d\d\d)$")
 _GEMINI_VERSION = re.compile(r"^(gemini-.+)-\d{3}$")
@@ -392,17 +458,19 @@ def _catalogue_id(provider: str, ref: str) -> str | None:
     if entry is None:
         return None
     model = entry.find_model(ref, all_providers=snapshot.providers)
-    return model.id if model is not None else None
+    # Lower-cased like every model id yieldmeter stores (PriceRecord.model): some catalogue ids
+    # are mixed case (Meta-Llama-3.1-405B-Instruct, Qwen/Qwen3-32B).
+    return model.id.lower() if model is not None else None
 
 
 @lru_cache(maxsize=65536)
 def normalize_model(provider: str, model: str) -> str:
-    """The catalogue id of ``model`` as called on ``provider`` (see the rule above).
+    """The catalogue id of ``model`` as called on ``provider``, in any spelling (see the rule above).
 
     Normalise ``response_model`` when the provider returned one (Azure's request model is a
     deployment name), else ``request_model``. Idempotent: normalising a catalogue id returns it.
     """
-    provider = provider.strip().lower()
+    provider = normalize_provider(provider)
     raw = model.strip().lower()
     if not raw:
         raise ValueError("model id is empty")

@@ -43,13 +43,15 @@ def _clause(clause: Any) -> dict[str, Any]:
 
 
 def model_rules() -> dict[str, Any]:
-    """Everything normalize_model consults: genai-prices' providers and match rules, our tables."""
+    """Everything normalize_provider and normalize_model consult: genai-prices' providers and match rules, our tables."""
     from genai_prices.data_snapshot import get_snapshot
 
     from yieldmeter import normalize
 
     return {
         "provider_catalogue": normalize.PROVIDER_CATALOGUE,
+        "provider_spellings": normalize.PROVIDER_SPELLINGS,
+        "canonical": {gp: names[0] for gp, names in normalize.OTEL_PROVIDERS.items()},
         "aliases": normalize.MODEL_ALIASES,
         "trailing_date": normalize._TRAILING_DATE.pattern,
         "gemini_version": normalize._GEMINI_VERSION.pattern,

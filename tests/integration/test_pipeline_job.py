@@ -334,39 +334,3 @@ def test_pipeline_prices_sessionizes_and_dead_letters(settings, new_topics):
     assert sorted(r["event_id"] for r in again) == sorted([*out, "n1", "n2"])
     assert len(read_all(settings.bootstrap_servers, dlq)) == len(INVALID)
     assert sum(s["calls"] for s in read_all(settings.bootstrap_servers, sessions)) == len(valid) + 2
-
-
-def test_the_job_resolves_model_ids_as_normalize_model(tmp_path):
-    """The job's Java ModelResolver, on the rules exported from genai-prices, agrees with
-    yieldmeter.normalize.normalize_model: every catalogue model under every provider name,
-    dated, prefixed and upper-cased."""
-    import random
-    import subprocess
-
-    from genai_prices.data_snapshot import get_snapshot
-
-    from tests.conftest import make_settings
-    from yieldmeter.normalize import PROVIDER_CATALOGUE
-    from yieldmeter.pipeline_jobs import export_model_rules
-    from yieldmeter.prices import PROVIDERS
-
-    python = str(make_settings(tmp_path).flink_python_path)
-    rules = export_model_rules(tmp_path / "model_rules.json")
-    build = ("import sys, pathlib, pyflink; sys.path.insert(0, 'jobs'); import common; "
-             "print(common.udf_jar(sys.argv[1])); print(pathlib.Path(pyflink.__file__).parent / 'lib' / 'flink-dist-2.2.1.jar')")  # fmt: skip
-    jar, flink_dist = subprocess.run([python, "-c", build, str(rules)], cwd=Path(__file__).parents[2],
-                                     capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
-    names = sorted({n for ns in PROVIDERS.values() for n in ns} | set(PROVIDER_CATALOGUE) | {"vllm", "OpenAI"})
-    ids = {"acme-internal-llm-v1", "gpt-5.2-20251211", "us.anthropic.claude-3-5-sonnet-20241022-v2:0"}
-    for provider in get_snapshot().providers:
-        for model in provider.models:
-            ids |= {model.id, f"{model.id}-2024-08-06", f"{model.id}-20241022", f"models/{model.id}", model.id.upper()}
-    rng = random.Random(7)
-    pairs = [(p, m) for m in sorted(ids) for p in rng.sample(names, 2)]
-    resolved = subprocess.run(
-        ["java", "-cp", f"{jar}:{flink_dist}", "dev.yieldmeter.flink.ModelResolver"],
-        input="".join(f"{p}\t{m}\n" for p, m in pairs), capture_output=True, text=True, check=True,
-    ).stdout.splitlines()
-    assert len(resolved) == len(pairs)
-    differ = [(p, m, j, normalize_model(p, m)) for (p, m), j in zip(pairs, resolved) if j != normalize_model(p, m)]
-    assert not differ, differ[:10]

@@ -13,15 +13,15 @@ from genai_prices.data_snapshot import get_snapshot
 from typer.testing import CliRunner
 
 from yieldmeter.contracts import PriceRecord, parse_price, schema_text
-from yieldmeter.normalize import PROVIDER_CATALOGUE, TokenUsage, normalize_model
+from yieldmeter.normalize import OTEL_PROVIDERS, PROVIDER_CATALOGUE, TokenUsage, canonical_names, normalize_model
 from yieldmeter.prices import (
-    PROVIDERS,
     SERVICE_TIERS,
     OrgDiscount,
     PriceFileError,
     build_catalog,
     discount_for,
     in_force,
+    price_for,
     read_price_file,
     seed_prices,
 )
@@ -39,8 +39,8 @@ def seed() -> list[PriceRecord]:
 
 
 def one(records, provider: str, model: str, tier: str = "default", at: datetime | None = None) -> PriceRecord:
-    current = in_force(records, at or datetime(2026, 6, 1, 12, tzinfo=UTC))
-    (record,) = [r for r in current if (r.provider, r.model, r.service_tier) == (provider, model, tier)]
+    record = price_for(records, provider, model, tier, at or datetime(2026, 6, 1, 12, tzinfo=UTC))
+    assert record is not None and record.service_tier == tier
     return record
 
 
@@ -54,14 +54,17 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
 
 
 def test_seed_covers_every_provider_name_with_unique_ids(seed):
-    assert {r.provider for r in seed} == {name for names in PROVIDERS.values() for name in names}
+    names = {name for p in get_snapshot().providers for name in canonical_names(p.id)}
+    assert {r.provider for r in seed} <= names
+    assert {"openai", "gcp.gemini", "gcp.vertex_ai", "gcp.gen_ai", "aws.bedrock", "azure.ai.openai", "mistral_ai",
+            "x_ai", "deepseek", "together", "fireworks", "openrouter"} <= {r.provider for r in seed}
     assert len({r.price_id for r in seed}) == len(seed) > 1000
     assert {r.source for r in seed} == {"genai-prices"}
     assert {"default", "batch", "flex", "priority"} <= {r.service_tier for r in seed}
 
 
 def test_provider_names_are_the_ones_normalize_maps_to_genai_prices():
-    for gp_id, names in PROVIDERS.items():
+    for gp_id, names in OTEL_PROVIDERS.items():
         for name in names:
             assert PROVIDER_CATALOGUE.get(name, name) == gp_id, name
 
@@ -139,17 +142,37 @@ def genai_cost(record: PriceRecord, usage: TokenUsage, at: datetime) -> Decimal:
     return model.calc_price(gp_usage, provider, genai_request_timestamp=at, price_context=context).total_price
 
 
+def second_tier_start(record: PriceRecord) -> float:
+    """Where genai-prices' second context tier of the record's model starts (inf: none)."""
+    from genai_prices.types import TieredPrices
+
+    providers = {p.id: p for p in get_snapshot().providers}
+    provider = providers[PROVIDER_CATALOGUE.get(record.provider, record.provider)]
+    candidates = provider.models + [m for f in provider.fallback_model_providers or () for m in providers[f].models]
+    model = next(m for m in candidates if m.id.lower() == record.model)
+    prices = [c.prices for c in model.prices] if isinstance(model.prices, list) else [model.prices]
+    starts = [v.tiers[1].start for p in prices for v in p.__dict__.values() if isinstance(v, TieredPrices) and len(v.tiers) > 1]
+    return min(starts, default=float("inf"))
+
+
 def test_every_seeded_price_costs_what_genai_prices_computes(seed):
-    # Every record x every token mix, at noon UTC of its first day in force (noon: DeepSeek's peak
-    # hours, the price the seed keeps for its time-of-day models; see the next test).
+    # Every record x every token mix, at noon UTC of its first day in force, or at the start of
+    # its daily window. (tests/unit/test_price_conformance.py does the same for calls over the
+    # whole catalogue, through the lookup.)
     # Not compared, because a PriceRecord cannot carry them and UsageEvent does not count them
     # (SeedReport lists them): 1-hour cache writes (UsageEvent has no TTL split, so the
     # usage reports plain cache writes, which genai-prices prices at cache_write_mtok like us),
     # audio/image/video token rates, web-search and storage fees.
     mismatches = []
     for record in seed:
+        # noon, or a windowed price's own first second (DeepSeek's off-peak hours)
         at = record.effective_from + timedelta(hours=12)
+        if record.time_of_day_start:
+            hours, minutes, seconds = map(int, record.time_of_day_start.split(":"))
+            at = record.effective_from + timedelta(hours=hours, minutes=minutes, seconds=seconds)
         for usage in MIXES:
+            if usage.input_tokens > second_tier_start(record):
+                continue  # a PriceRecord has one context tier (SeedReport notes the 2 models with more)
             ours, theirs = record.cost_usd(usage).quantize(NANO), genai_cost(record, usage, at).quantize(NANO)
             if ours != theirs:
                 mismatches.append((record.price_id, usage, ours, theirs))
@@ -179,16 +202,16 @@ def test_sample_calls_by_hand_and_by_genai_prices(seed, provider, model, usage, 
     assert genai_cost(record, usage, at).quantize(NANO) == expected.quantize(NANO)
 
 
-def test_time_of_day_prices_keep_the_price_in_force_most_of_the_day(seed):
-    # Deliberate difference: genai-prices prices DeepSeek calls between 16:30 and 00:30 UTC at
-    # its off-peak rate; a PriceRecord has no time of day, so the seed keeps the peak price
-    # (16 of 24 hours) and off-peak calls cost more here. Users who route to off-peak can
-    # override the price.
-    record = one(seed, "deepseek", "deepseek-chat")
+def test_time_of_day_prices_are_daily_windows(seed):
+    # genai-prices prices DeepSeek calls between 16:30 and 00:30 UTC at its off-peak rate: the
+    # seed publishes that as a windowed record beside the all-day one, and the lookup picks it.
     usage = TokenUsage(1_000_000, 0)
-    peak, off_peak = datetime(2026, 6, 1, 12, tzinfo=UTC), datetime(2026, 6, 1, 20, tzinfo=UTC)
-    assert record.cost_usd(usage) == genai_cost(record, usage, peak)
-    assert genai_cost(record, usage, off_peak) < record.cost_usd(usage)
+    for at, windowed in [(datetime(2026, 6, 1, 12, tzinfo=UTC), False), (datetime(2026, 6, 1, 20, tzinfo=UTC), True),
+                         (datetime(2026, 6, 2, 0, 29, tzinfo=UTC), True), (datetime(2026, 6, 2, 0, 30, tzinfo=UTC), False)]:
+        record = one(seed, "deepseek", "deepseek-chat", at=at)
+        assert (record.time_of_day_start, record.time_of_day_end) == (("16:30:00", "00:30:00") if windowed else (None, None))
+        assert record.cost_usd(usage) == genai_cost(record, usage, at)
+    assert genai_cost(one(seed, "deepseek", "deepseek-chat"), usage, datetime(2026, 6, 1, 20, tzinfo=UTC)) < Decimal("0.27")
 
 
 # --- user files ------------------------------------------------------------------------------

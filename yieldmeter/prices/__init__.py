@@ -28,10 +28,10 @@ from yieldmeter.contracts import DISCOUNT_PREFIX, OrgDiscount
 from yieldmeter.prices.catalog import Catalog, build_catalog, discount_for, in_force, price_for
 from yieldmeter.prices.files import PriceFileError, UserRecords, read_price_file
 from yieldmeter.prices.kafka import TopicContents, ensure_prices_topic, publish, read_topic
-from yieldmeter.prices.seed import PROVIDERS, SERVICE_TIERS, SeedReport, seed_prices
+from yieldmeter.prices.seed import SERVICE_TIERS, SeedReport, seed_prices
 
 __all__ = [
-    "DISCOUNT_PREFIX", "PROVIDERS", "SERVICE_TIERS", "Catalog", "OrgDiscount", "PriceFileError", "SeedReport",
+    "DISCOUNT_PREFIX", "SERVICE_TIERS", "Catalog", "OrgDiscount", "PriceFileError", "SeedReport",
     "TopicContents", "UserRecords", "build_catalog", "discount_for", "ensure_prices_topic", "in_force", "price_for", "publish",
     "read_price_file", "read_topic", "seed_prices",
 ]

@@ -13,27 +13,13 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from pydantic import ValidationError
 
 from yieldmeter.contracts import EARLIEST_PRICE, PriceRecord
-from yieldmeter.normalize import normalize_model
-
-PROVIDERS: dict[str, tuple[str, ...]] = {
-    "openai": ("openai",),
-    "anthropic": ("anthropic",),
-    "google": ("gcp.gemini", "gcp.vertex_ai", "gcp.gen_ai"),
-    "aws": ("aws.bedrock",),
-    "azure": ("azure.ai.openai", "azure.ai.inference"),
-    "mistral": ("mistral_ai",),
-    "deepseek": ("deepseek",),
-    "x-ai": ("x_ai",),
-    "cohere": ("cohere",),
-    "groq": ("groq",),
-    "perplexity": ("perplexity",),
-}
+from yieldmeter.normalize import canonical_names, normalize_model
 
 # genai-prices price variant (the request context it is selected by) -> UsageEvent.service_tier.
 # "default" is the standard price; its context is sent too, because genai-prices lets a
@@ -74,7 +60,7 @@ class SeedReport:
     notes: Counter[str] = field(default_factory=Counter)  # approximation -> models
 
     def lines(self) -> list[str]:
-        names = sum(len(n) for n in PROVIDERS.values())
+        names = len({provider for provider, _ in self.models})
         out = [f"{self.records} price records for {len(self.models)} (provider, model) entries on {names} provider names"]
         out += [f"skipped {n} entries: {why}" for why, n in sorted(self.skipped.items())]
         if self.ignored:
@@ -100,24 +86,52 @@ def _change_dates(model: Any) -> list[datetime]:
     return sorted(starts | {EARLIEST_PRICE})
 
 
-def _has_time_of_day(model: Any) -> bool:
-    from genai_prices.types import TimeOfDateConstraint
+def _windows(model: Any) -> list[tuple[int, int]]:
+    """genai-prices' daily windows of this model, as (start, end) seconds of the UTC day."""
+    from genai_prices.types import TimeOfDateConstraint, _utc_timetz
 
-    return any(isinstance(c, TimeOfDateConstraint) for c in _constraints(model))
+    def seconds(value: time) -> int:
+        value = _utc_timetz(value)  # private helper, genai-prices 0.2.3: the window's own UTC conversion
+        return value.hour * 3600 + value.minute * 60 + value.second
+
+    return sorted({
+        (seconds(c.start_time), seconds(c.end_time))
+        for c in _constraints(model) if isinstance(c, TimeOfDateConstraint)
+    })
 
 
-def _price_on(model: Any, day: datetime, context: dict[str, str] | None, time_of_day: bool) -> Any:
-    """genai-prices' price for a call on ``day``; with time-of-day prices, the one in force longest."""
-    if not time_of_day:
-        return model.get_prices(day, context)
-    # Quarter hours cover the half-hour boundaries genai-prices uses (DeepSeek off-peak).
-    seen: dict[str, Any] = {}
-    votes: Counter[str] = Counter()
-    for quarter in range(96):
-        price = model.get_prices(day + timedelta(minutes=15 * quarter), context)
-        seen.setdefault(repr(price), price)
-        votes[repr(price)] += 1
-    return seen[votes.most_common(1)[0][0]]
+def _clock(second: int) -> str:
+    return f"{second // 3600:02d}:{second // 60 % 60:02d}:{second % 60:02d}"
+
+
+def _day_prices(model: Any, day: datetime, context: dict[str, str] | None) -> tuple[Any, list[tuple[str, str, Any]]]:
+    """genai-prices' price on ``day``: the all-day price and its daily windows (start, end, price).
+
+    The day is cut at every window boundary; each piece is priced at its start. The price in
+    force longest is the all-day one; each run of pieces with another price is a window (a run
+    through midnight is one window that wraps).
+    """
+    bounds = sorted({0} | {b for window in _windows(model) for b in window})
+    if len(bounds) == 1:
+        return model.get_prices(day, context), []
+    pieces = [(start, end, model.get_prices(day + timedelta(seconds=start), context))
+              for start, end in zip(bounds, bounds[1:] + [86400])]
+    length: Counter[str] = Counter()
+    for start, end, price in pieces:
+        length[repr(price)] += end - start
+    base_key = length.most_common(1)[0][0]
+    base = next(price for _, _, price in pieces if repr(price) == base_key)
+    runs: list[list[Any]] = []
+    for start, end, price in pieces:
+        if repr(price) == base_key:
+            continue
+        if runs and runs[-1][1] == start and repr(runs[-1][2]) == repr(price):
+            runs[-1][1] = end
+        else:
+            runs.append([start, end, price])
+    if len(runs) > 1 and runs[0][0] == 0 and runs[-1][1] == 86400 and repr(runs[0][2]) == repr(runs[-1][2]):
+        runs[0][0] = runs.pop()[0]  # the last run goes on past midnight into the first
+    return base, [(_clock(start), _clock(end % 86400), price) for start, end, price in runs]
 
 
 def _variant_active(model: Any, when: dict[str, str], at: datetime) -> bool:
@@ -153,7 +167,17 @@ def _rate_fields(price: Any) -> dict[str, Any] | str:
         # PriceRecord needs both; an untiered input/output rate simply stays the same above.
         fields.setdefault("input_above_per_mtok", fields["input_per_mtok"])
         fields.setdefault("output_above_per_mtok", fields["output_per_mtok"])
-    return fields
+    # A PriceRecord rate has 9 decimals (nano-dollars per million tokens). A few genai-prices
+    # rates carry float artefacts (OpenRouter's 0.08333333333333334): rounded, they cost at most
+    # 5e-16 USD per token more or less (SeedReport notes them).
+    return {k: _nano(v) if isinstance(v, Decimal) else v for k, v in fields.items()}
+
+
+_NANO = Decimal("1e-9")
+
+
+def _nano(rate: Decimal) -> Decimal:
+    return rate.quantize(_NANO, ROUND_HALF_EVEN) if rate.as_tuple().exponent < -9 else rate
 
 
 def _all_prices(model: Any) -> list[Any]:
@@ -171,15 +195,16 @@ def _approximations(model: Any) -> tuple[set[str], list[str]]:
         ignored |= {k for k, v in price.__dict__.items() if v is not None and not k.startswith("_") and k not in _RATE_KEYS}
         if any(isinstance(v, TieredPrices) and len(v.tiers) > 1 for v in price.__dict__.values()):
             notes.append("more than one context tier (only the first kept)")
+        if any(isinstance(v, Decimal) and v.as_tuple().exponent < -9 for v in price.__dict__.values()):
+            notes.append("a rate with more than 9 decimals rounded to 9")
     if "cache_write_1h_mtok" in ignored:
         notes.append("1-hour cache writes priced at the (5-minute) cache-write rate")
-    if _has_time_of_day(model):
-        notes.append("time-of-day prices (the price in force most of the day kept)")
     return ignored, sorted(set(notes))
 
 
 def seed_prices() -> tuple[list[PriceRecord], SeedReport]:
-    """PriceRecords for every model of :data:`PROVIDERS` in the installed genai-prices data.
+    """PriceRecords for every model of every provider in the installed genai-prices data, under
+    each of the provider's canonical names (normalize.canonical_names).
 
     SeedReport counts are per catalog entry, i.e. per (provider name, model).
     """
@@ -188,11 +213,8 @@ def seed_prices() -> tuple[list[PriceRecord], SeedReport]:
     by_id = {p.id: p for p in get_snapshot().providers}
     report = SeedReport()
     records: dict[str, PriceRecord] = {}
-    for gp_id, names in PROVIDERS.items():
-        provider = by_id.get(gp_id)
-        if provider is None:
-            report.skipped[f"provider {gp_id} not in this genai-prices version"] += 1
-            continue
+    for gp_id, provider in by_id.items():
+        names = canonical_names(gp_id)
         # Models another provider resells (Claude on Vertex, GPT on Azure) are priced by
         # genai-prices from the reseller's fallback providers, at the standard price only
         # (it applies no service-tier variant to them).
@@ -227,28 +249,42 @@ def seed_prices() -> tuple[list[PriceRecord], SeedReport]:
 
 
 def _seed_model(model: Any, provider: str, tiers: dict[str, dict[str, str] | None]) -> list[PriceRecord] | str:
-    """The records of one model on one provider name, or why it has none."""
-    time_of_day = _has_time_of_day(model)
+    """The records of one model on one provider name, or why it has none.
+
+    At every date genai-prices' answer may change, the all-day price and the daily windows in
+    force are published together (docs/pricing.md: a later record of the history ends the
+    windows before it, so windows that go on are published again).
+    """
     out: list[PriceRecord] = []
     reason = "no price"
     for tier, context in tiers.items():
-        previous: dict[str, Any] | None = None
+        previous: Any = None
         for at in _change_dates(model):
             if tier != "default" and not _variant_active(model, context or {}, at):
                 continue  # no price for this tier yet in genai-prices: the job falls back or marks unpriced
-            fields = _rate_fields(_price_on(model, at, context, time_of_day))
+            base, windows = _day_prices(model, at, context)
+            fields = _rate_fields(base)
             if isinstance(fields, str):
                 reason = fields
                 continue
-            if fields == previous:
+            window_fields = [(start, end, _rate_fields(price)) for start, end, price in windows]
+            window_fields = [(start, end, f) for start, end, f in window_fields if not isinstance(f, str)]
+            state = (fields, window_fields)
+            if state == previous:
                 continue  # genai-prices changed something a PriceRecord does not carry
-            previous = fields
+            previous = state
             try:
                 out.append(PriceRecord(
                     provider=provider, model=model.id, service_tier=tier, effective_from=at,
                     source="genai-prices", **fields,
                 ))
+                out.extend(
+                    PriceRecord(
+                        provider=provider, model=model.id, service_tier=tier, effective_from=at, source="genai-prices",
+                        time_of_day_start=start, time_of_day_end=end, **rates,
+                    )
+                    for start, end, rates in window_fields
+                )
             except ValidationError as error:
                 reason = f"rate outside PriceRecord's range ({error.errors()[0]['loc'][0]})"
     return out or reason
-

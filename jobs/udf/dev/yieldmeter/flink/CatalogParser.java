@@ -6,32 +6,16 @@ import java.util.Map;
 
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.core.JsonParser;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.core.JsonToken;
-import org.apache.flink.table.annotation.DataTypeHint;
-import org.apache.flink.table.annotation.FunctionHint;
-import org.apache.flink.table.functions.TableFunction;
-import org.apache.flink.types.Row;
 
 /**
- * YM_PARSE_CATALOG(key, value): one record of the prices topic, checked against PriceRecord
- * (yieldmeter/contracts.py) or, when its key starts with "discount/", OrgDiscount
- * (yieldmeter/prices.py). Emits exactly one row whose {@code kind} is 'price', 'discount',
- * 'tombstone' (null value: a deletion, see jobs/README.md) or 'invalid' (with the reason).
+ * One record of the prices topic, checked against PriceRecord (yieldmeter/contracts.py) or, when
+ * its key starts with "discount/", OrgDiscount: {@link #parse} gives a {@link PriceBook.Price}, a
+ * {@link PriceBook.Discount}, or the reason the record cannot be used (one line per problem, as
+ * contracts.explain words it). A null value is a tombstone: the record with that key is deleted.
  *
- * <p>Rates come out as DECIMAL(21, 9) (the contract's 12 integer digits and 9 decimals),
- * discounts as DECIMAL(7, 4); the ids are PriceRecord.price_id and OrgDiscount.discount_id.
+ * <p>Rates are read exactly (the contract's 12 integer digits and 9 decimals), discounts with 4.
  */
-@FunctionHint(
-        output = @DataTypeHint(
-                "ROW<kind STRING, reason STRING, provider STRING, model STRING, service_tier STRING, price_id STRING,"
-                        + " input_per_mtok DECIMAL(21, 9), output_per_mtok DECIMAL(21, 9),"
-                        + " cache_read_per_mtok DECIMAL(21, 9), cache_write_per_mtok DECIMAL(21, 9),"
-                        + " reasoning_per_mtok DECIMAL(21, 9), tier_threshold_input_tokens BIGINT,"
-                        + " input_above_per_mtok DECIMAL(21, 9), output_above_per_mtok DECIMAL(21, 9),"
-                        + " cache_read_above_per_mtok DECIMAL(21, 9), cache_write_above_per_mtok DECIMAL(21, 9),"
-                        + " reasoning_above_per_mtok DECIMAL(21, 9),"
-                        + " org_id STRING, discount_pct DECIMAL(7, 4), discount_id STRING>"))
-public class CatalogParser extends TableFunction<Row> {
-    private static final long serialVersionUID = 1L;
+final class CatalogParser {
     static final String DISCOUNT_PREFIX = "discount/";
     private static final BigDecimal HUNDRED = new BigDecimal(100);
     private static final String[] RATES = {"input", "output", "cache_read", "cache_write", "reasoning"};
@@ -39,25 +23,39 @@ public class CatalogParser extends TableFunction<Row> {
         "schema_version", "provider", "model", "service_tier", "effective_from", "currency", "input_per_mtok",
         "output_per_mtok", "cache_read_per_mtok", "cache_write_per_mtok", "reasoning_per_mtok",
         "tier_threshold_input_tokens", "input_above_per_mtok", "output_above_per_mtok", "cache_read_above_per_mtok",
-        "cache_write_above_per_mtok", "reasoning_above_per_mtok", "source",
+        "cache_write_above_per_mtok", "reasoning_above_per_mtok", "time_of_day_start", "time_of_day_end", "source",
     };
     private static final String[] DISCOUNT_KEYS = {
         "schema_version", "kind", "org_id", "provider", "discount_pct", "effective_from", "source",
     };
+    private static final java.util.regex.Pattern DAILY_TIME =
+            java.util.regex.Pattern.compile("([01]\\d|2[0-3]):([0-5]\\d)(?::([0-5]\\d))?");
 
-    public void eval(String key, String value) {
-        if (value == null) {
-            collect(row("tombstone", null));
-            return;
+    private CatalogParser() {
+    }
+
+    /** A parsed record: a price, a discount, or the reason it is unusable. */
+    static final class Parsed {
+        final PriceBook.Price price;
+        final PriceBook.Discount discount;
+        final String reason;
+
+        Parsed(PriceBook.Price price, PriceBook.Discount discount, String reason) {
+            this.price = price;
+            this.discount = discount;
+            this.reason = reason;
         }
+    }
+
+    /** The record of one message (value not null: a null value is a tombstone). */
+    static Parsed parse(String key, String value) {
         boolean discount = key != null && key.startsWith(DISCOUNT_PREFIX);
         Wire.Problems problems = new Wire.Problems();
         Map<String, Object> v = read(value, discount ? DISCOUNT_KEYS : PRICE_KEYS, problems);
         if (v == null) {
-            collect(row("invalid", problems.text()));
-            return;
+            return new Parsed(null, null, problems.text());
         }
-        collect(discount ? discount(v, problems) : price(v, problems));
+        return discount ? discount(v, problems) : price(v, problems);
     }
 
     /** Top-level fields of a JSON object (the last of duplicate keys wins); null when unreadable. */
@@ -88,7 +86,7 @@ public class CatalogParser extends TableFunction<Row> {
         return out;
     }
 
-    private static Row price(Map<String, Object> v, Wire.Problems problems) {
+    private static Parsed price(Map<String, Object> v, Wire.Problems problems) {
         checkVersion(v, problems);
         String provider = requiredIdentifier(v, "provider", problems);
         Object rawModel = v.get("model");
@@ -133,24 +131,40 @@ public class CatalogParser extends TableFunction<Row> {
                 problems.add("(record)", "tier_threshold_input_tokens needs input_above_per_mtok and output_above_per_mtok");
             }
         }
+        String start = dailyTime(v, "time_of_day_start", problems);
+        String end = dailyTime(v, "time_of_day_end", problems);
+        if ((start == null) != (end == null) || (start != null && start.equals(end))) {
+            problems.add("(record)", "time_of_day_start and time_of_day_end go together and must differ");
+        }
         if (!problems.isEmpty()) {
-            return row("invalid", problems.text());
+            return new Parsed(null, null, problems.text());
         }
-        String priceId = provider + "/" + model + "/" + tier + "@" + Wire.wireTime(effective);
-        Row row = row("price", null);
-        row.setField(2, provider);
-        row.setField(3, model);
-        row.setField(4, tier);
-        row.setField(5, priceId);
-        for (int i = 0; i < 5; i++) {
-            row.setField(6 + i, base[i]);
-            row.setField(12 + i, above[i]);
-        }
-        row.setField(11, threshold);
-        return row;
+        String key = provider + "/" + model + "/" + tier + (start == null ? "" : "/" + start + "-" + end);
+        return new Parsed(new PriceBook.Price(key + "@" + Wire.wireTime(effective), provider, model, tier, effective,
+                start == null ? -1 : millisOfDay(start), end == null ? -1 : millisOfDay(end), base, above, threshold),
+                null, null);
     }
 
-    private static Row discount(Map<String, Object> v, Wire.Problems problems) {
+    /** contracts.DailyTime: HH:MM or HH:MM:SS, written HH:MM:SS; null when absent. */
+    private static String dailyTime(Map<String, Object> v, String field, Wire.Problems problems) {
+        Object raw = v.get(field);
+        if (raw == null || raw == Wire.NULL) {
+            return null;
+        }
+        java.util.regex.Matcher m = raw instanceof String ? DAILY_TIME.matcher((String) raw) : null;
+        if (m == null || !m.matches()) {
+            problems.add(field, "String should match pattern '^([01]\\d|2[0-3]):[0-5]\\d(:[0-5]\\d)?$'", raw);
+            return null;
+        }
+        return m.group(1) + ":" + m.group(2) + ":" + (m.group(3) == null ? "00" : m.group(3));
+    }
+
+    private static int millisOfDay(String hhmmss) {
+        return ((Integer.parseInt(hhmmss.substring(0, 2)) * 60 + Integer.parseInt(hhmmss.substring(3, 5))) * 60
+                + Integer.parseInt(hhmmss.substring(6, 8))) * 1000;
+    }
+
+    private static Parsed discount(Map<String, Object> v, Wire.Problems problems) {
         checkVersion(v, problems);
         if (v.get("kind") != null && !"org_discount".equals(v.get("kind"))) {
             problems.add("kind", "Input should be 'org_discount'", v.get("kind"));
@@ -169,14 +183,10 @@ public class CatalogParser extends TableFunction<Row> {
             problems.add("source", "Input should be 'user'", v.get("source"));
         }
         if (!problems.isEmpty()) {
-            return row("invalid", problems.text());
+            return new Parsed(null, null, problems.text());
         }
-        Row row = row("discount", null);
-        row.setField(2, provider);
-        row.setField(17, orgId);
-        row.setField(18, pct);
-        row.setField(19, DISCOUNT_PREFIX + orgId + "/" + provider + "@" + Wire.wireTime(effective));
-        return row;
+        String id = DISCOUNT_PREFIX + orgId + "/" + provider + "@" + Wire.wireTime(effective);
+        return new Parsed(null, new PriceBook.Discount(id, orgId, provider, effective, pct), null);
     }
 
     private static void checkVersion(Map<String, Object> v, Wire.Problems problems) {
@@ -231,12 +241,5 @@ public class CatalogParser extends TableFunction<Row> {
             problems.add("effective_from", e.getMessage(), raw);
             return null;
         }
-    }
-
-    private static Row row(String kind, String reason) {
-        Row row = Row.withPositions(20);
-        row.setField(0, kind);
-        row.setField(1, reason);
-        return row;
     }
 }

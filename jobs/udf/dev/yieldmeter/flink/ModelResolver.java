@@ -58,6 +58,9 @@ final class ModelResolver {
 
     private final List<Provider> providers = new ArrayList<>();
     private final Map<String, String> providerCatalogue = new HashMap<>();
+    private final Map<String, String> providerSpellings = new HashMap<>();
+    private final Map<String, String> canonical = new HashMap<>(); // genai-prices id -> its first canonical name
+    private final Map<String, String> providerCache = new HashMap<>();
     private final Map<String, String> aliases = new HashMap<>();
     private final Pattern trailingDate;
     private final Pattern geminiVersion;
@@ -65,6 +68,8 @@ final class ModelResolver {
 
     private ModelResolver(JsonNode rules) {
         rules.get("provider_catalogue").fields().forEachRemaining(e -> providerCatalogue.put(e.getKey(), e.getValue().asText()));
+        rules.get("provider_spellings").fields().forEachRemaining(e -> providerSpellings.put(e.getKey(), e.getValue().asText()));
+        rules.get("canonical").fields().forEachRemaining(e -> canonical.put(e.getKey(), e.getValue().asText()));
         rules.get("aliases").fields().forEachRemaining(e -> aliases.put(e.getKey(), e.getValue().asText()));
         trailingDate = Pattern.compile(rules.get("trailing_date").asText());
         geminiVersion = Pattern.compile(rules.get("gemini_version").asText());
@@ -72,7 +77,7 @@ final class ModelResolver {
             JsonNode match = p.get("provider_match");
             Provider provider = new Provider(p.get("id").asText(), match == null || match.isNull() ? null : clause(match));
             for (JsonNode m : p.get("models")) {
-                provider.models.add(new CatalogueModel(m.get("id").asText(), clause(m.get("match"))));
+                provider.models.add(new CatalogueModel(m.get("id").asText().toLowerCase(Locale.ROOT), clause(m.get("match"))));
             }
             for (JsonNode f : p.get("fallback")) {
                 provider.fallback.add(f.asText());
@@ -122,12 +127,48 @@ final class ModelResolver {
         return any ? text -> parts.stream().anyMatch(c -> c.matches(text)) : text -> parts.stream().allMatch(c -> c.matches(text));
     }
 
-    /** normalize_model(provider, model); both arguments non-blank (the contract guarantees it). */
+    /**
+     * normalize_provider(provider): the spelling table, a canonical name as it is, genai-prices'
+     * provider id, then its provider_match rules (catalogue order), else the name as sent.
+     */
+    String provider(String sent) {
+        String hit = providerCache.get(sent);
+        if (hit == null) {
+            hit = resolveProvider(sent.strip().toLowerCase(Locale.ROOT));
+            if (providerCache.size() >= CACHE_LIMIT) {
+                providerCache.clear();
+            }
+            providerCache.put(sent, hit);
+        }
+        return hit;
+    }
+
+    private String resolveProvider(String name) {
+        if (providerSpellings.containsKey(name)) {
+            return providerSpellings.get(name);
+        }
+        if (providerCatalogue.containsKey(name)) {
+            return name;
+        }
+        for (Provider p : providers) {
+            if (p.id.equals(name)) {
+                return canonical.getOrDefault(p.id, p.id);
+            }
+        }
+        for (Provider p : providers) {
+            if (p.providerMatch != null && p.providerMatch.matches(name)) {
+                return canonical.getOrDefault(p.id, p.id);
+            }
+        }
+        return name;
+    }
+
+    /** normalize_model(provider, model), the provider in any spelling; both non-blank (the contract says so). */
     String normalize(String provider, String model) {
         String key = provider + '\u0000' + model;
         String hit = cache.get(key);
         if (hit == null) {
-            hit = resolve(provider.strip().toLowerCase(Locale.ROOT), model.strip().toLowerCase(Locale.ROOT));
+            hit = resolve(provider(provider), model.strip().toLowerCase(Locale.ROOT));
             if (cache.size() >= CACHE_LIMIT) {
                 cache.clear();
             }

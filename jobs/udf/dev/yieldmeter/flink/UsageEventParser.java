@@ -22,7 +22,8 @@ import org.apache.flink.types.Row;
  * <p>Always emits exactly one row, so every input record is either valid ({@code reason} null)
  * or a dead letter ({@code reason} says why, one line per problem, naming the field and rule).
  * Valid rows carry the normalised event: lower-cased identifiers, defaults filled in,
- * response_model defaulted to request_model, the catalogue {@code model} id, and the session key.
+ * response_model defaulted to request_model, the canonical {@code provider} (the value sent kept in
+ * {@code provider_raw}), the catalogue {@code model} id, and the session key.
  *
  * <p>Why Java and not JSON_VALUE: Flink 2.2 parses the document again for every JSON_VALUE
  * call; reading the 26 fields that way was measured at ~14k events/s per core, this at ~150k.
@@ -34,7 +35,7 @@ import org.apache.flink.types.Row;
 @FunctionHint(
         output = @DataTypeHint(
                 "ROW<event_id STRING, org_id STRING, team STRING, user_id STRING, app STRING, feature STRING,"
-                        + " provider STRING, request_model STRING, response_model STRING, model STRING, operation STRING,"
+                        + " provider STRING, provider_raw STRING, request_model STRING, response_model STRING, model STRING, operation STRING,"
                         + " input_tokens BIGINT, cache_read_tokens BIGINT, cache_write_tokens BIGINT, output_tokens BIGINT,"
                         + " reasoning_tokens BIGINT, service_tier STRING, session_id STRING, trace_id STRING,"
                         + " latency_ms BIGINT, status STRING, error_type STRING, retry_of STRING, tool_calls BIGINT,"
@@ -260,8 +261,9 @@ public class UsageEventParser extends TableFunction<Row> {
         if (responseModel == null) {
             responseModel = requestModel;
         }
-        String model = models.normalize(provider, responseModel);
-        return Row.of(eventId, orgId, team, userId, app, feature, provider, requestModel, responseModel, model, operation,
+        String canonical = models.provider(provider);
+        String model = models.normalize(canonical, responseModel);
+        return Row.of(eventId, orgId, team, userId, app, feature, canonical, provider, requestModel, responseModel, model, operation,
                 input, cacheRead, cacheWrite, output, reasoning, serviceTier, sessionId, traceId, latency, status,
                 errorType, retryOf, toolCalls, attributes, sessionKey(orgId, userId, app, sessionId), null);
     }
@@ -342,8 +344,8 @@ public class UsageEventParser extends TableFunction<Row> {
     }
 
     private static Row invalid(Wire.Problems problems) {
-        Row row = Row.withPositions(27);
-        row.setField(26, problems.text());
+        Row row = Row.withPositions(28);
+        row.setField(27, problems.text());
         return row;
     }
 }
