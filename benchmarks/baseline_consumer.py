@@ -6,8 +6,9 @@
 It reads the events topic from the beginning to the end offsets it finds at start
 (confluent-kafka), validates each record with the contract (yieldmeter.contracts.parse_usage),
 drops re-deliveries by event_id, prices each call with the catalog read from the prices topic
-(PriceRecord.cost_usd, exact Decimal; the model id through normalize_model; the default tier
-when the call's tier has no price; the org's discount), sessionizes per session key (the
+(PriceRecord.cost_usd, exact Decimal; the provider and model through normalize_provider and
+normalize_model; daily windows; the default tier when the call's tier has no price; the org's
+discount), sessionizes per session key (the
 session id, else org/user/app) with a 30-minute inactivity gap, and writes priced calls,
 closed sessions and rejects as JSON lines to --out. It prints one JSON line: counts, the cost
 total, seconds, events/s and peak RSS.
@@ -36,7 +37,7 @@ from confluent_kafka import Consumer, TopicPartition
 from yieldmeter.check import end_offsets
 from yieldmeter.config import Settings
 from yieldmeter.contracts import ContractError, PriceRecord, UsageEvent, explain, parse_usage
-from yieldmeter.normalize import normalize_model
+from yieldmeter.normalize import normalize_model, normalize_provider
 from yieldmeter.prices import discount_for, read_topic
 from yieldmeter.sdk import session_key
 
@@ -52,7 +53,9 @@ class Pricer:
         history: dict[tuple[str, str, str], list[PriceRecord]] = defaultdict(list)
         for price in prices:
             history[(price.provider, price.model, price.service_tier)].append(price)
-        self.history = {key: sorted(v, key=lambda p: p.effective_from) for key, v in history.items()}
+        # oldest first; a daily window after the all-day price of the same effective_from
+        self.history = {key: sorted(v, key=lambda p: (p.effective_from, p.time_of_day_start is not None))
+                        for key, v in history.items()}
         self.starts = {key: [p.effective_from for p in v] for key, v in self.history.items()}
         self.discounts = discounts
 
@@ -60,19 +63,28 @@ class Pricer:
         starts = self.starts.get(key)
         if not starts:
             return None
-        i = bisect_right(starts, at)
-        return self.history[key][i - 1] if i else None
+        history = self.history[key]
+        for i in range(bisect_right(starts, at) - 1, -1, -1):  # newest first: the first that applies wins
+            if history[i].applies_at(at):
+                return history[i]
+        return None
 
     def price(self, event: UsageEvent) -> tuple[str, PriceRecord | None, Decimal | None]:
-        model = _model(event.provider, event.response_model or event.request_model)
-        price = (self.in_force((event.provider, model, event.service_tier), event.occurred_at)
-                 or self.in_force((event.provider, model, "default"), event.occurred_at))
+        provider = _provider(event.provider)
+        model = _model(provider, event.response_model or event.request_model)
+        price = (self.in_force((provider, model, event.service_tier), event.occurred_at)
+                 or self.in_force((provider, model, "default"), event.occurred_at))
         if price is None:
             return model, None, None
         cost = price.cost_usd(event)
-        if self.discounts and (discount := discount_for(self.discounts, event.org_id, event.provider, event.occurred_at)):
+        if self.discounts and (discount := discount_for(self.discounts, event.org_id, provider, event.occurred_at)):
             cost = discount.apply(cost)
         return model, price, cost
+
+
+@lru_cache(maxsize=4096)
+def _provider(provider: str) -> str:
+    return normalize_provider(provider)
 
 
 @lru_cache(maxsize=4096)

@@ -5,21 +5,23 @@
 Uses the brokers in YIELDMETER_KAFKA_BOOTSTRAP, else starts a local KRaft broker (temporary
 state folder, free ports). Loads the genai-prices catalog into a prices topic, writes EVENTS
 usage events (JSON as producers send it; 0.5% dead letters, 0.5% re-deliveries, four
-providers with cached and reasoning tokens, 500 users) to a 4-partition topic, then runs the
-bounded pipeline (price job, then sessionize job) at parallelism 1 and 2, exactly once, with
-checkpoints every 5 s. BENCH_JOB_OPTIONS='{"price_delay": "2s"}' passes job options.
+providers with cached and reasoning tokens, 500 users) to a 4-partition topic, then, in the
+same run:
+- the baseline: benchmarks/baseline_consumer.py, one Python process doing the same work;
+- the pipeline in continuous mode (price job and sessionize job side by side, exactly once,
+  checkpoints every 5 s), at parallelism 1 and 2, until every call is priced.
+BENCH_JOB_OPTIONS='{"dedup_ttl": "1h"}' passes job options; BENCH_PARALLELISM='2' picks one.
 
 Figures, per parallelism:
-- events/s: EVENTS / (wall time of the run - wall time of the same run over nothing new).
-  The second run, on the same consumer groups, starts both jobs, loads the catalog and stops:
-  what is left is the time spent on the events, JSON decoding and JIT warm-up included.
-- pricing warm/s: the price job's output rate from 40% to 90% of its output, once the JVM has
-  compiled most of Flink's generated code (the JIT compiler takes a core for the first minute).
-- JVM CPU microseconds per event (all threads, both jobs), peak resident memory (VmHWM).
-- where the time goes: the CPU time of each of the JVM's threads (from /proc), grouped by what
-  the thread does: Flink's task threads (one per chain of operators), the JIT compiler, the
-  garbage collector, the Kafka clients.
-Target: >= 50k events/s sustained on this 2-core machine.
+- first output: seconds from starting the job to its first priced call (JVM start, planning,
+  the catalog read from its topic);
+- sustained events/s: the priced topic's growth from 40% to 90% of the calls (the JIT compiler
+  has compiled most of Flink's generated code by then), and over the whole run;
+- JVM CPU microseconds per event (all threads, both jobs, start-up included), peak resident
+  memory (VmHWM), and where the CPU goes (each JVM thread from /proc, grouped by what it does);
+- the state that grows with traffic, the deduplication's event ids: bytes per id in the price
+  job's checkpoint, and what a day of retention needs at 1k and 10k events/s.
+Targets on this 2-core machine: sustained >= 2x the baseline, JVM <= 1.5 GB, first output <= 10 s.
 """
 
 from __future__ import annotations
@@ -44,7 +46,6 @@ from yieldmeter.prices import build_catalog, publish  # noqa: E402
 from yieldmeter.topics import admin_client, create_topics  # noqa: E402
 from yieldmeter.pipeline_jobs import start_pipeline  # noqa: E402
 
-TARGET = 50_000
 PARTITIONS = {"events": 4, "prices": 1, "priced": 4, "sessions": 4, "dlq": 1}
 
 
@@ -109,10 +110,9 @@ THREAD_GROUPS = (
     ("JIT compiler", ("C1 CompilerThre", "C2 CompilerThre")),
     ("garbage collector", ("GC Thread", "G1 ")),
     ("Kafka clients (fetch, produce)", ("kafka-", "Source Data Fet")),
-    ("decode + validate (events_src)", ("Source: events_",)),
-    ("catalog (catalog_src)", ("Source: catalog",)),
-    ("deduplicate", ("Deduplicate[",)),
-    ("temporal joins + cost", ("TemporalJoin[",)),
+    ("decode + validate + price (events_src)", ("Source: events_",)),
+    ("catalog feed (prices topic)", ("yieldmeter-pric",)),
+    ("deduplicate + sink", ("Deduplicate[",)),
     ("read priced (priced_src)", ("Source: priced_",)),
     ("session windows", ("WindowAggregate",)),
     ("sessions sink", ("sessions_sink",)),
@@ -182,22 +182,60 @@ class Watch(threading.Thread):
         self.consumer.close()
 
 
-def run(settings, parallelism: int, group: str, topics: dict) -> tuple[float, Watch]:
-    options = json.loads(os.environ.get("BENCH_JOB_OPTIONS", "{}"))  # e.g. '{"out_of_orderness": "1min"}'
-    job = start_pipeline(settings, group_id=group, parallelism=parallelism,
-                         checkpoint_dir=(settings.state_path / "ckpt" / group).as_uri(), **topics | options)  # fmt: skip
+def baseline(settings, topics: dict) -> dict:
+    """benchmarks/baseline_consumer.py on the same input, as a process of its own."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as out:
+        done = subprocess.run(
+            [sys.executable, str(Path(__file__).with_name("baseline_consumer.py")), "--bootstrap",
+             settings.bootstrap_servers, "--topic", topics["events"], "--prices-topic", topics["prices"], "--out", out],
+            capture_output=True, text=True, check=True)  # fmt: skip
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def checkpoint_bytes(folder: Path) -> int:
+    """Size of the newest completed checkpoint under ``folder`` (its _metadata and state files)."""
+    newest = max(folder.glob("**/chk-*/_metadata"), key=lambda m: m.stat().st_mtime, default=None)
+    if newest is None:
+        return 0
+    return sum(f.stat().st_size for f in newest.parent.rglob("*") if f.is_file())
+
+
+def run(settings, parallelism: int, group: str, topics: dict, expected: int) -> dict:
+    """The pipeline, continuous, until ``expected`` calls are priced; its figures."""
+    options = json.loads(os.environ.get("BENCH_JOB_OPTIONS", "{}"))
+    checkpoints = settings.state_path / "ckpt" / group
+    started = time.monotonic()
+    job = start_pipeline(settings, bounded=False, group_id=group, parallelism=parallelism,
+                         checkpoint_dir=checkpoints.as_uri(), **topics | options)  # fmt: skip
     watch = Watch(job.process.pid, settings, topics["priced_topic"])
     watch.start()
-    started = time.monotonic()
-    job.wait(1800)
-    seconds = time.monotonic() - started
-    watch.done.set()
-    watch.join()
-    return seconds, watch
+    try:
+        while not watch.written or watch.written[-1][1] < expected:
+            if job.process.poll() is not None:
+                raise SystemExit(f"the job ended early; see {job.log}")
+            if time.monotonic() - started > 1800:
+                raise SystemExit("the job did not price every call within 30 minutes")
+            time.sleep(0.5)
+        done = time.monotonic()
+        price_checkpoints = checkpoints / "price" / "continuous"
+        first_checkpoint = checkpoint_bytes(price_checkpoints)
+        time.sleep(12)  # two more checkpoints: the newest one holds every id
+        state = max(checkpoint_bytes(price_checkpoints), first_checkpoint)
+    finally:
+        job.stop()
+        watch.done.set()
+        watch.join()
+    first = next(t for t, count in watch.written if count > 0)
+    return {"first_output_s": first - started, "warm": watch.sustained(), "run_s": done - started,
+            "over_run": expected / (done - first), "watch": watch, "state_bytes": state}
 
 
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
+    levels = [int(p) for p in os.environ.get("BENCH_PARALLELISM", "1,2").split(",")]
     with bench_settings("ym-bench-pipeline-") as settings:
         admin = admin_client(settings)
 
@@ -211,30 +249,42 @@ def main() -> None:
         publish(catalog, settings, inputs["prices"])
         started = time.monotonic()
         bad, dup = write_events(settings, inputs["events"], n)
+        calls = n - bad - dup
         print(f"input: {n:,} records ({bad:,} dead letters, {dup:,} re-deliveries), written in "
               f"{time.monotonic() - started:.1f} s; catalog: {len(catalog.prices):,} prices")  # fmt: skip
-        print(f"\n{'parallelism':>11} {'events/s':>10} {'pricing warm/s':>15} {'run s':>7} {'idle s':>7} "
-              f"{'JVM CPU us/event':>17} {'JVM peak MB':>12}")  # fmt: skip
-        profiles = {}
-        for parallelism in (1, 2):
+        base = baseline(settings, inputs)
+        print(f"baseline (one Python process): {base['events_per_s']:,.0f} events/s, {base['seconds']:.1f} s, "
+              f"peak {base['peak_rss_mb']:,.0f} MB")  # fmt: skip
+        print(f"\n{'parallelism':>11} {'first out s':>11} {'warm ev/s':>10} {'x base':>7} {'run ev/s':>9} {'x base':>7} "
+              f"{'run s':>6} {'JVM CPU us/ev':>14} {'JVM peak MB':>12}")  # fmt: skip
+        results = {}
+        for parallelism in levels:
             outputs = new_topics(f"p{parallelism}")
             topics = {f"{k}_topic": inputs[k] if k in ("events", "prices") else outputs[k] for k in PARTITIONS}
-            group = f"bench-{parallelism}-{uuid.uuid4().hex[:6]}"
-            full, watch = run(settings, parallelism, group, topics)
-            idle, _ = run(settings, parallelism, group, topics)  # nothing new: start-up and shutdown only
-            priced = committed_count(settings, outputs["priced"], PARTITIONS["priced"])
+            result = run(settings, parallelism, f"bench-{parallelism}-{uuid.uuid4().hex[:6]}", topics, calls)
             dead = committed_count(settings, outputs["dlq"], PARTITIONS["dlq"])
-            assert priced + dead + dup == n, f"priced {priced} + dead letters {dead} + re-deliveries {dup} != {n}"
-            rate = n / (full - idle)
-            print(f"{parallelism:>11} {rate:>10,.0f} {watch.sustained():>15,.0f} {full:>7.1f} {idle:>7.1f} "
-                  f"{watch.cpu_s / n * 1e6:>17.1f} {watch.peak_kb / 1024:>12,.0f}")  # fmt: skip
-            profiles[parallelism] = watch.cpu_by_group()
-        for parallelism, groups in profiles.items():
+            assert dead == bad, f"dead letters {dead} != {bad}"
+            watch = result["watch"]
+            print(f"{parallelism:>11} {result['first_output_s']:>11.1f} {result['warm']:>10,.0f} "
+                  f"{result['warm'] / base['events_per_s']:>6.2f}x {result['over_run']:>9,.0f} "
+                  f"{result['over_run'] / base['events_per_s']:>6.2f}x {result['run_s']:>6.1f} "
+                  f"{watch.cpu_s / n * 1e6:>14.1f} {watch.peak_kb / 1024:>12,.0f}")  # fmt: skip
+            results[parallelism] = result
+        for parallelism, result in results.items():
+            groups = result["watch"].cpu_by_group()
             total = sum(groups.values()) or 1
             print(f"\nwhere the time goes, parallelism {parallelism} (CPU of the JVM's threads, start-up included):")
             for group, cpu in sorted(groups.items(), key=lambda kv: -kv[1]):
                 print(f"  {cpu / total:6.1%}  {cpu / n * 1e6:6.1f} us/event  {group}")
-        print(f"\ntarget: >= {TARGET:,} events/s")
+        state = max(r["state_bytes"] for r in results.values())
+        per_id = state / calls
+        print(f"\ndeduplication state: {state / 1e6:,.1f} MB in the price job's checkpoint for {calls:,} ids = "
+              f"{per_id:,.0f} bytes per id (serialized; on the heap a HashMap entry costs several times that)")
+        for rate in (1_000, 10_000):
+            print(f"  a day of event ids at {rate:,} events/s: {rate * 86_400 / 1e6:,.1f}M ids = "
+                  f"{rate * 86_400 * per_id / 1e9:,.1f} GB serialized")
+        print(f"\ntargets: sustained >= 2x the baseline ({2 * base['events_per_s']:,.0f} events/s), JVM <= 1,536 MB, "
+              f"first output <= 10 s")
 
 
 if __name__ == "__main__":

@@ -26,12 +26,13 @@ def args(**values) -> argparse.Namespace:
 
 def test_statements_split_on_semicolons_outside_literals():
     statements = common.render_sql(
-        "price", events_options="'a' = 'x;y'", catalog_options="'b' = 'c'", priced_options="'d' = 'e'",
+        "price", events_options="'a' = 'x;y'", prices_bootstrap="k:9092", prices_topic="p;q", priced_options="'d' = 'e'",
         dlq_options="'f' = 'g'", price_delay="INTERVAL '1' SECOND", session_lateness="INTERVAL '1' MINUTE",
         watermark_emit="on-event",
     )  # fmt: skip
     assert statements[0].startswith("CREATE TABLE events_src") and "'a' = 'x;y'" in statements[0]
     assert sum(s.startswith("INSERT") for s in statements) == 2
+    assert any("'k:9092', 'p;q'" in s for s in statements)  # the literal's semicolon did not split it
     assert not any("--" in s for s in statements)
 
 
@@ -40,7 +41,7 @@ def test_bounded_sources_stop_at_the_offsets_fixed_at_start():
     options = common.kafka_options(job, "ev", source=True)
     assert "'scan.bounded.specific-offsets' = 'partition:0,offset:10;partition:1,offset:7'" in options
     assert "'scan.startup.mode' = 'group-offsets'" in options
-    assert "'scan.bounded.mode' = 'latest-offset'" in common.kafka_options(job, "prices", source=True, from_start=True)
+    assert "'scan.bounded.mode' = 'latest-offset'" in common.kafka_options(job, "prices", source=True)
     assert "scan.bounded" not in common.kafka_options(args(bounded=False), "ev", source=True)
     sink = common.kafka_options(job, "out", source=False)
     assert "'sink.delivery-guarantee' = 'exactly-once'" in sink and "'sink.transactional-id-prefix' = 'g-out'" in sink
