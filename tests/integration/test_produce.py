@@ -221,7 +221,7 @@ def test_cli_normalize(cli_env):
     assert json.loads(result.stdout) == {
         "input_tokens": 3472, "output_tokens": 89, "cache_read_tokens": 3000, "cache_write_tokens": 0,
         "reasoning_tokens": 0, "model": "claude-opus-4-5-20251101", "provider": "anthropic",
-        "normalized_model": "claude-opus-4-5",
+        "normalized_provider": "anthropic", "normalized_model": "claude-opus-4-5",
     }  # fmt: skip
     wrong = cli(cli_env, "normalize", "--provider", "gemini", str(PAYLOADS / "openai_chat_cached.json"))
     assert wrong.returncode == 1 and b"gemini usageMetadata: no token counts" in wrong.stdout

@@ -263,6 +263,14 @@ def test_user_models_are_normalised_like_events(tmp_path):
                                      "input_per_mtok: 1, output_per_mtok: 2}\n")
     (record,) = read_price_file(path).prices
     assert record.model == "gemini-1.5-pro"
+    # providers as gateways spell them land on the canonical provider, prices and discounts alike
+    path = write(tmp_path, "q.yaml", "prices:\n  - {provider: bedrock, model: us.anthropic.claude-3-5-sonnet-20241022-v2:0, "
+                                     "input_per_mtok: 1, output_per_mtok: 2}\n"
+                                     "discounts:\n  - {org_id: acme, provider: google, discount_pct: '10'}\n")
+    records = read_price_file(path)
+    assert (records.prices[0].provider, records.prices[0].model) == (
+        "aws.bedrock", "regional.anthropic.claude-3-5-sonnet-20241022-v2:0")
+    assert records.discounts[0].provider == "gcp.gen_ai"
 
 
 @pytest.mark.parametrize(("name", "text", "expected"), [

@@ -33,6 +33,7 @@ from yieldmeter.normalize import (
     from_anthropic_stream,
     from_openai_stream,
     normalize_model,
+    normalize_provider,
 )
 from yieldmeter.sdk import DeliveryError, UsageProducer, find_model, new_id
 
@@ -181,7 +182,7 @@ def normalize(
     provider: str = typer.Option(..., "--provider", help=f"Usage format: {', '.join(ADAPTERS)}."),
     model: str = typer.Option(None, "--model", help="Model id to normalise when the payload names none."),
 ) -> None:
-    """Print a provider payload's token counts in yieldmeter's terms, and its normalised model id."""
+    """Print a provider payload's token counts in yieldmeter's terms, and its normalised provider and model id."""
     if provider not in ADAPTERS:
         raise YieldmeterError(f"--provider {provider}: unknown usage format; known: {', '.join(ADAPTERS)}")
     try:
@@ -208,5 +209,6 @@ def normalize(
         result["model"] = found
         if name:
             result["provider"] = name
+            result["normalized_provider"] = normalize_provider(name)
             result["normalized_model"] = normalize_model(name, found)
     console.print_json(data=result)

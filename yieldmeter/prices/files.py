@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from yieldmeter.contracts import OrgDiscount, PriceRecord, explain
 from yieldmeter.errors import YieldmeterError
-from yieldmeter.normalize import normalize_model
+from yieldmeter.normalize import normalize_model, normalize_provider
 
 
 
@@ -95,11 +95,15 @@ def _validate(kind: str, data: dict[str, Any], where: str, lines: dict[str, int]
         if record.source != "user":
             line = f"line {lines['source']}, " if lines and "source" in lines else ""
             raise PriceFileError(f"{where}: {line}field source: a price from a file is source 'user' (got {record.source!r})")
-        # The job joins on normalize_model's id; a user writing "gpt-4o-2024-08-06" where the
-        # catalogue says "gpt-4o" must hit the same key as the events.
-        normalised = normalize_model(record.provider, record.model)
-        if normalised != record.model:
-            record = record.model_copy(update={"model": normalised})
+        # Calls are priced by canonical provider and catalogue model id: a user writing "bedrock"
+        # or "gpt-4o-2024-08-06" where the catalogue says "aws.bedrock" / "gpt-4o" must hit the
+        # same key as the events.
+        provider = normalize_provider(record.provider)
+        normalised = {"provider": provider, "model": normalize_model(provider, record.model)}
+        if normalised != {"provider": record.provider, "model": record.model}:
+            record = record.model_copy(update=normalised)
+    elif record.provider is not None and normalize_provider(record.provider) != record.provider:
+        record = record.model_copy(update={"provider": normalize_provider(record.provider)})
     return record
 
 
