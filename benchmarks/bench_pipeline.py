@@ -105,7 +105,7 @@ def java_descendant(pid: int) -> int | None:
 
 
 # Linux names a thread by the first 15 bytes of its name: Flink's task threads start with their
-# first operator ("TemporalJoin[20] -> ..."), the JVM's own with what they do.
+# first operator ("Source: events_src[1] -> ..."), the JVM's own with what they do.
 THREAD_GROUPS = (
     ("JIT compiler", ("C1 CompilerThre", "C2 CompilerThre")),
     ("garbage collector", ("GC Thread", "G1 ")),

@@ -203,7 +203,9 @@ def udf_jar(model_rules: str | None = None, jars: str = "") -> Path:
     digest = hashlib.sha256(rules + str(flink_lib).encode() + str(connector).encode())
     for source in sources:
         digest.update(source.read_bytes())
-    cache = Path(model_rules).resolve().parent / "udf" if model_rules else Path(tempfile.gettempdir()) / "yieldmeter-udf"
+    # One cache for every state folder on this machine (the name is the content's hash): a test
+    # suite or a new installation compiles the functions once, not once per run.
+    cache = Path(tempfile.gettempdir()) / "yieldmeter-udf"
     jar = cache / f"yieldmeter-udf-{digest.hexdigest()[:16]}.jar"
     if jar.exists():
         return jar
@@ -366,8 +368,8 @@ def statement_set_from_sql(t_env, statements: list[str]):
     """Run the DDL, create the views, and collect the INSERTs into one statement set.
 
     A view becomes a Table object, not a SQL view: each reference to a SQL view is expanded
-    anew, and the temporal joins' correlation ids then differ, so the planner would build the
-    same pricing once per INSERT. One Table is planned once and shared.
+    anew, so the planner could build the same decoding and pricing once per INSERT that reads
+    it. One Table is planned once and shared.
     """
     statement_set = t_env.create_statement_set()
     for statement in statements:

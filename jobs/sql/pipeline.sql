@@ -167,7 +167,7 @@ LATERAL TABLE(YM_PRICE(
 
 -- The first delivery of each event_id wins; later ones are dropped (they are the same call).
 -- Append-only, keeps the rowtime. Its state expires --dedup-ttl after the id was last seen
--- (set on this operator by price.py).
+-- (set on this operator by pipeline.py).
 CREATE TEMPORARY VIEW calls AS
 SELECT
   *,

@@ -25,7 +25,7 @@ import org.slf4j.LoggerFactory;
  * every price (a call is priced with the one in force at its time, however late it comes), and
  * the catalog is small (a few thousand records). Held in memory by each pricing task, it prices
  * a call in the operator that decodes it: no keyed shuffle, no waiting for a watermark, and no
- * version ever cleaned from state, as Flink's temporal joins do (see docs/pricing.md). The
+ * version ever cleaned from state, as Flink's event-time temporal joins do (jobs/README.md). The
  * consumer assigns every partition (no consumer group, no commits) and reads read_committed:
  * {@link #open} returns once it has read to the end offsets present then, so no call is priced
  * before the whole catalog is in; a thread then applies what is published later (a record with

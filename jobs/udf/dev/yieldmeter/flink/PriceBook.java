@@ -64,8 +64,8 @@ final class PriceBook {
             return windowStart < windowEnd ? t >= windowStart && t < windowEnd : t >= windowStart || t < windowEnd;
         }
 
-        /** PriceRecord.rates_for: the five rates that apply to a call of this many input tokens. */
-        BigDecimal[] rates(long inputTokens, boolean aboveTier) {
+        /** PriceRecord.rates_for: the five rates that apply below or above the context tier. */
+        BigDecimal[] rates(boolean aboveTier) {
             BigDecimal[] r = new BigDecimal[RATES];
             if (!aboveTier) {
                 r[INPUT] = base[INPUT];
@@ -111,7 +111,7 @@ final class PriceBook {
 
         Version(Price price) {
             this.price = price;
-            rates = new BigDecimal[][] {price.rates(0, false), price.threshold == null ? null : price.rates(0, true)};
+            rates = new BigDecimal[][] {price.rates(false), price.threshold == null ? null : price.rates(true)};
             nanos = new long[2][];
             for (int side = 0; side < 2; side++) {
                 nanos[side] = rates[side] == null ? null : toNanos(rates[side]);
@@ -129,14 +129,11 @@ final class PriceBook {
 
     private final Map<String, Version[]> prices = new HashMap<>(); // provider \0 model \0 tier -> newest first
     private final Map<String, Discount[]> discounts = new HashMap<>(); // org \0 provider -> newest first
-    final int size;
 
     PriceBook(Iterable<Price> priceRecords, Iterable<Discount> discountRecords) {
         Map<String, List<Version>> p = new HashMap<>();
-        int n = 0;
         for (Price price : priceRecords) {
             p.computeIfAbsent(key(price.provider, price.model, price.tier), k -> new ArrayList<>()).add(new Version(price));
-            n++;
         }
         // Newest first; on equal effective_from the windowed one first: the first that applies wins.
         Comparator<Version> order = Comparator.<Version>comparingLong(v -> v.price.effectiveFrom)
@@ -148,13 +145,11 @@ final class PriceBook {
         Map<String, List<Discount>> d = new HashMap<>();
         for (Discount discount : discountRecords) {
             d.computeIfAbsent(discount.orgId + '\u0000' + discount.provider, k -> new ArrayList<>()).add(discount);
-            n++;
         }
         for (Map.Entry<String, List<Discount>> e : d.entrySet()) {
             e.getValue().sort(Comparator.<Discount>comparingLong(x -> x.effectiveFrom).reversed());
             discounts.put(e.getKey(), e.getValue().toArray(new Discount[0]));
         }
-        size = n;
     }
 
     static PriceBook empty() {
@@ -165,6 +160,7 @@ final class PriceBook {
         return provider + '\u0000' + model + '\u0000' + tier;
     }
 
+    /** The price in force for a call (docs/pricing.md), or null: the call is unpriced. */
     private Version find(String provider, String model, String tier, long at) {
         Version[] history = prices.get(key(provider, model, tier));
         if (history != null) {
@@ -175,12 +171,6 @@ final class PriceBook {
             }
         }
         return "default".equals(tier) ? null : find(provider, model, "default", at);
-    }
-
-    /** The price in force for a call (docs/pricing.md), or null: the call is unpriced. */
-    Price priceFor(String provider, String model, String tier, long at) {
-        Version v = find(provider, model, tier, at);
-        return v == null ? null : v.price;
     }
 
     /** The org's discount in force for the provider, else its all-provider one, or null. */
