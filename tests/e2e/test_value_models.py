@@ -2,7 +2,7 @@
 ground truth the simulator planted: every model builds and passes its tests, the marts agree
 with the manifest, the planted tokenmaxxers are flagged and the honest heavy users are not
 (precision and recall printed), the planted model overkill is found, a price corrected after
-the fact shows up in the repricing audit and nowhere else."""
+the fact reprices its calls in every mart and shows up in the repricing audit."""
 
 from __future__ import annotations
 
@@ -117,28 +117,32 @@ def test_planted_model_overkill_is_flagged_with_its_saving(value_warehouse, figu
             assert teams == [planted["team"]]
 
 
-def test_a_corrected_price_shows_in_the_repricing_audit_and_is_not_rewritten(value_warehouse):
+def test_a_corrected_price_reprices_its_calls_and_shows_in_the_repricing_audit(value_warehouse):
     before, after = value_warehouse.correction.before, value_warehouse.correction.after
-    charged = {}
-    for event_id, *counts, list_cost in rows(
-            value_warehouse,
-            "SELECT event_id, input_tokens, cache_read_tokens, cache_write_tokens, output_tokens, reasoning_tokens, "
-            "list_cost_usd FROM fct_calls WHERE price_id = {p:String}", p=before.price_id):
-        usage = SimpleNamespace(**dict(zip(
-            ("input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens", "reasoning_tokens"), counts)))
-        assert list_cost == before.cost_usd(usage)  # what was charged stays as charged: no silent rewrite
-        charged[event_id] = (list_cost, after.cost_usd(usage))  # PriceRecord.cost_usd: the reference
-    audit = {event_id: (reason, current_price, recorded, current, difference)
-             for event_id, reason, current_price, recorded, current, difference in rows(
-                 value_warehouse,
-                 "SELECT event_id, reason, current_price_id, recorded_list_cost_usd, current_list_cost_usd, "
-                 "list_cost_difference_usd FROM repricing_audit")}
-    # exactly the calls the new rate changes (a call with no uncached input costs the same)
-    assert set(audit) == {e for e, (old, new) in charged.items() if new != old}
-    assert len(audit) > len(charged) / 2
-    for event_id, (reason, current_price, recorded, current, difference) in audit.items():
-        assert (reason, current_price) == ("price_corrected", before.price_id)
-        assert (recorded, current) == charged[event_id]  # the SQL repricing agrees to the last decimal
+    counts = ("input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens", "reasoning_tokens")
+    stream = {event_id: (SimpleNamespace(**dict(zip(counts, usage))), list_cost) for event_id, *usage, list_cost in rows(
+        value_warehouse, f"SELECT event_id, {', '.join(counts)}, list_cost_usd FROM stg_calls WHERE price_id = {{p:String}}",
+        p=before.price_id)}
+    assert stream and all(list_cost == before.cost_usd(usage) for usage, list_cost in stream.values())  # as streamed
+    marts = {event_id: (status, list_cost, cost, pct) for event_id, status, list_cost, cost, pct in rows(
+        value_warehouse, "SELECT event_id, pricing_status, list_cost_usd, cost_usd, discount_pct FROM fct_calls "
+                         "WHERE event_id IN {ids:Array(String)}", ids=list(stream))}
+    changed = {e for e, (usage, list_cost) in stream.items() if after.cost_usd(usage) != list_cost}
+    assert len(changed) > len(stream) / 2  # a call with no uncached input costs the same
+    for event_id, (usage, _) in stream.items():
+        status, list_cost, cost, pct = marts[event_id]
+        # every mart now counts the corrected rate (PriceRecord.cost_usd, the reference, to the last digit)
+        assert (status, list_cost) == ("repriced" if event_id in changed else "priced", after.cost_usd(usage))
+        assert cost == list_cost * (100 - pct) / 100
+    (published,), = rows(value_warehouse, "SELECT published_at FROM stg_prices WHERE price_id = {p:String}",
+                         p=before.price_id)
+    audit = {event_id: rest for event_id, *rest in rows(
+        value_warehouse, "SELECT event_id, reasons, current_price_id, changed_at, recorded_list_cost_usd, "
+                         "current_list_cost_usd, list_cost_difference_usd FROM repricing_audit")}
+    assert set(audit) == changed  # exactly the calls the new rate changes
+    for event_id, (reasons, current_price, changed_at, recorded, current, difference) in audit.items():
+        assert (reasons, current_price, changed_at) == (["price_corrected"], before.price_id, published)
+        assert (recorded, current) == (stream[event_id][1], marts[event_id][1])
         assert difference == current - recorded > 0
 
 

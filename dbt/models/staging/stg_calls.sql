@@ -1,4 +1,5 @@
--- One row per call: FINAL collapses a call the ReplacingMergeTree has not merged yet.
+-- One row per call, as the pipeline priced it: FINAL collapses a call the ReplacingMergeTree has
+-- not merged yet.
 with source as (
     select * from {{ source('warehouse', 'calls') }} final
 ),
@@ -13,6 +14,7 @@ renamed as (
         app,
         feature,
         provider,
+        provider_raw,
         request_model,
         response_model,
         model,

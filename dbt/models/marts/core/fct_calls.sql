@@ -18,13 +18,14 @@ app_types as (
 )
 
 select
-    c.*,
+    -- the stream's own values (recorded_*) are in repricing_audit
+    c.* except ('^recorded_'),
     toDate(c.occurred_at) as day,
     if(c.session_uid != '', s.session_outcome_type, a.app_outcome_type) as outcome_type,
     {{ as_bool("c.session_uid != '' and s.is_idle") }} as is_idle_session,
     {{ as_bool("c.status = 'error'") }} as is_error,
     {{ as_bool("c.retry_of != ''") }} as is_retry,
-    {{ as_bool("c.pricing_status = 'priced'") }} as is_priced
+    {{ as_bool("c.pricing_status in ('priced', 'repriced')") }} as is_priced
 from calls as c
 left join sessions as s on c.session_uid = s.s_session_uid
 left join app_types as a on c.org_id = a.a_org_id and c.app = a.a_app

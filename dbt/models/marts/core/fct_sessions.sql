@@ -5,10 +5,16 @@ with sessions as (
 ),
 
 models as (
-    -- the model the session spent most on (tokens break ties, e.g. when nothing is priced)
-    select session_uid, argMax(model, (cost_usd, total_tokens)) as primary_model, sum(calls) as stored_calls
+    -- the model the session spent most on (tokens break ties, e.g. when nothing is priced), and
+    -- what the warehouse's repricing changed in the pipeline's totals
+    select session_uid, argMax(model, (cost_usd, total_tokens)) as primary_model, sum(calls) as stored_calls,
+        sum(repriced_list_cost_usd) as repriced_list_cost_usd, sum(repriced_cost_usd) as repriced_cost_usd,
+        sum(newly_priced_calls) as newly_priced_calls
     from (
-        select session_uid, model, sum(cost_usd) as cost_usd, sum(total_tokens) as total_tokens, count() as calls
+        select session_uid, model, sum(cost_usd) as cost_usd, sum(total_tokens) as total_tokens, count() as calls,
+            sum(list_cost_usd - recorded_list_cost_usd) as repriced_list_cost_usd,
+            sum(cost_usd - recorded_cost_usd) as repriced_cost_usd,
+            countIf(pricing_status = 'repriced' and recorded_pricing_status != 'priced') as newly_priced_calls
         from {{ ref('int_calls_sessionized') }}
         where session_uid != ''
         group by session_uid, model
@@ -54,7 +60,7 @@ select
     s.error_calls as error_calls,
     s.cancelled_calls as cancelled_calls,
     s.retry_calls as retry_calls,
-    s.unpriced_calls as unpriced_calls,
+    toUInt64(s.unpriced_calls - m.newly_priced_calls) as unpriced_calls,
     s.late_calls as late_calls,
     s.input_tokens as input_tokens,
     s.cache_read_tokens as cache_read_tokens,
@@ -64,8 +70,8 @@ select
     s.total_tokens as total_tokens,
     s.tool_calls as tool_calls,
     s.max_input_tokens as max_input_tokens,
-    s.list_cost_usd as list_cost_usd,
-    s.cost_usd as cost_usd,
+    CAST(s.list_cost_usd + m.repriced_list_cost_usd AS Decimal(38, 15)) as list_cost_usd,
+    CAST(s.cost_usd + m.repriced_cost_usd AS Decimal(38, 21)) as cost_usd,
     o.outcomes as outcomes,
     o.successful_outcomes as successful_outcomes,
     o.outcome_value_usd as outcome_value_usd,
