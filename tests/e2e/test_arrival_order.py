@@ -78,9 +78,8 @@ def through_the_chain(kafka, tmp_path, catalog, events: list[UsageEvent], keyed:
     run = transform(settings, ["run", "--select", "+fct_calls", "+fct_sessions"])
     assert run.success, run.counts()
     with open_warehouse(settings.warehouse_url) as client:
-        sent = dict(client.query("SELECT event_id, provider_raw FROM calls FINAL").result_rows)
-        calls = {r[0]: (r[1], sent[r[0]], *r[2:]) for r in client.query(
-            "SELECT event_id, provider, model, pricing_status, price_id, toString(list_cost_usd), "
+        calls = {r[0]: r[1:] for r in client.query(
+            "SELECT event_id, provider, provider_raw, model, pricing_status, price_id, toString(list_cost_usd), "
             "toString(cost_usd) FROM fct_calls").result_rows}
         sessions = sorted(client.query(
             "SELECT session_key, started_at, ended_at, calls, input_tokens, output_tokens, toString(list_cost_usd) "
@@ -124,3 +123,56 @@ def test_costs_and_sessions_do_not_depend_on_arrival_order(kafka, tmp_path):
             price_ids[model].add(record.price_id)
     assert len(price_ids["claude-opus-4-6"]) == 2  # both sides of the 2026-03-13 price change
     assert any("/16:30:00-00:30:00@" in p for p in price_ids["deepseek-chat"])  # off-peak calls
+
+
+def test_a_price_and_a_backdated_discount_published_after_their_calls_reprice_them(kafka, tmp_path):
+    """Through the real chain: the stream prices calls with the catalog it has; a price for a
+    model it did not know, and a discount back-dated to before the calls, are published after
+    them; after the next ingest and dbt build those calls carry the new cost, and the repricing
+    audit says why and when."""
+    from yieldmeter.contracts import OrgDiscount, PriceRecord
+    from yieldmeter.prices import Catalog
+
+    events = [e for e in workload(seed=3) if e.provider in ("openai", "anthropic")]
+    catalog = build_catalog()
+    settings = fresh_topic_settings(make_settings(tmp_path, kafka_bootstrap=kafka.bootstrap_servers))
+    ensure_topics(settings)
+    publish(catalog, settings)
+    send(settings.bootstrap_servers, settings.topic_events, events, keyed=True)
+    run_pipeline(settings, timeout_s=900, group_id=f"pipeline-{settings.topic_events}")
+    _ingest(settings)
+
+    new_price = PriceRecord(provider="openai", model="acme-internal-model", effective_from="2026-01-01T00:00:00Z",
+                            input_per_mtok="0.5", output_per_mtok="1.5", source="user")
+    discount = OrgDiscount(org_id="acme", provider="anthropic", discount_pct="20", effective_from="2026-01-01T00:00:00Z")
+    publish(Catalog(prices={new_price.price_id: new_price}, discounts={discount.discount_id: discount}), settings)
+    _ingest(settings)
+    run = transform(settings, ["run", "--select", "+fct_calls", "+repricing_audit"])
+    assert run.success, run.counts()
+
+    with open_warehouse(settings.warehouse_url) as client:
+        stream = dict(client.query("SELECT event_id, pricing_status FROM calls FINAL").result_rows)
+        calls = {r[0]: r[1:] for r in client.query(
+            "SELECT event_id, pricing_status, price_id, cost_usd FROM fct_calls").result_rows}
+        audit = {r[0]: r[1] for r in client.query("SELECT event_id, reasons FROM repricing_audit").result_rows}
+    by_model = defaultdict(list)
+    for record in [*catalog.prices.values(), new_price]:
+        by_model[(record.provider, record.model)].append(record)
+    internal = anthropic = 0
+    for event in events:
+        provider = normalize_provider(event.provider)
+        model = normalize_model(provider, event.response_model)
+        record = price_for(by_model[(provider, model)], provider, model, event.service_tier, event.occurred_at)
+        status, price_id, cost = calls[event.event_id]
+        list_cost = record.cost_usd(event)
+        if model == "acme-internal-model":
+            internal += 1
+            assert stream[event.event_id] == "unpriced"  # the stream did not know the price yet
+            assert (status, price_id, cost, audit[event.event_id]) == ("repriced", new_price.price_id, list_cost, ["newly_priced"])
+        elif provider == "anthropic":
+            anthropic += 1
+            assert stream[event.event_id] == "priced"
+            assert (status, cost, audit[event.event_id]) == ("repriced", discount.apply(list_cost), ["discount_backdated"])
+        else:
+            assert (status, cost) == ("priced", list_cost) and event.event_id not in audit
+    assert internal > 5 and anthropic > 5
