@@ -23,7 +23,7 @@ DEV_LIB = Path(os.environ.get("YIELDMETER_LIB_DIR") or PROJECT_ROOT / ".yieldmet
 EXTERNAL_BOOTSTRAP = os.environ.get("YIELDMETER_TEST_KAFKA_BOOTSTRAP")
 
 for _name in [n for n in os.environ if n.startswith("YIELDMETER_")]:
-    if _name != "YIELDMETER_TEST_KAFKA_BOOTSTRAP":
+    if _name not in ("YIELDMETER_TEST_KAFKA_BOOTSTRAP", "YIELDMETER_FAULT_SEED"):  # the tests' own variables
         del os.environ[_name]
 
 

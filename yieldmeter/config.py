@@ -8,7 +8,7 @@ the setting and what it accepts; see :func:`load_settings`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field, SecretStr, ValidationError, field_validator
@@ -89,6 +89,15 @@ class Settings(BaseSettings):
     )
 
     flink_parallelism: int = Field(2, ge=1, le=256, description="Parallelism of the Flink jobs.")
+    flink_state_backend: Literal["rocksdb", "hashmap"] = Field(
+        "rocksdb",
+        description="Where the pipeline keeps its state (the deduplication's event ids, open sessions): rocksdb on "
+        "local disk with incremental checkpoints (a day of ids fits at 10k events/s), or hashmap on the JVM heap "
+        "(faster, but bounded by flink_max_heap).",
+    )
+    flink_max_heap: str = Field(
+        "1g", pattern=r"^[1-9][0-9]*[mMgG]$", description="Heap of the local Flink JVM (-Xmx), e.g. 1g or 1536m."
+    )
     flink_python: Path | None = Field(
         None,
         description="Python of the Flink environment (apache-flink). Default: <project>/.venv-flink/bin/python.",

@@ -97,6 +97,11 @@ def job_arguments(job: str, settings: Settings, **job_args: str | int | bool | l
         "checkpoint-dir": (state / "checkpoints" / job).as_uri(),
         "jars": ";".join(jar.as_uri() for jar in connector_jars(settings)),
     } | {key.replace("_", "-"): value for key, value in job_args.items()}
+    # The state backend from the settings, before the caller's own --flink-conf (the last one wins).
+    backend = [f"state.backend.type={settings.flink_state_backend}"]
+    if settings.flink_state_backend == "rocksdb":
+        backend.append("execution.checkpointing.incremental=true")  # a checkpoint writes what changed
+    args["flink-conf"] = backend + list(args.get("flink-conf") or [])
     argv = []
     for key, value in args.items():
         if value is True:
@@ -122,6 +127,8 @@ def start_job(job: str, settings: Settings, **job_args: str | int | bool) -> Fli
     logs.mkdir(parents=True, exist_ok=True)
     command = [str(python), str(script), *job_arguments(job, settings, **job_args)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")} | {"FLINK_LOG_DIR": str(logs)}
+    # PyFlink starts the local JVM with JVM_ARGS: bound its heap (the default is a quarter of the machine).
+    env["JVM_ARGS"] = f"{env.get('JVM_ARGS', '')} -Xmx{settings.flink_max_heap}".strip()
     log = logs / f"{job}.out"
     with open(log, "wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
