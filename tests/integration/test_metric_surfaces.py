@@ -1,5 +1,6 @@
 """One definition per metric: every surface that shows cost per successful outcome (the report,
-the cost-per-outcome alert, the demo's answer, the outcome budgets, model overkill) shows the
+the cost-per-outcome alert, the demo's answer, the outcome budgets, model overkill, the analysts'
+query in docs/queries.md) shows the
 number the definition gives over the marts' rows, on the same data; with an unpriced call in the
 group it is unknown (None) everywhere, never low.
 
@@ -11,6 +12,7 @@ model no price covers), the marts built by a real dbt run.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from datetime import timedelta
 from decimal import ROUND_DOWN, Decimal, localcontext
@@ -24,6 +26,7 @@ from yieldmeter import report_queries as q
 from yieldmeter.alerts.config import build_config
 from yieldmeter.alerts.mart_rules import COST_PER_OUTCOME_SQL
 from yieldmeter.cli.demo import _answers
+from yieldmeter.config import PROJECT_ROOT
 from yieldmeter.transform import run_dbt
 from yieldmeter.warehouse import migrate, open_warehouse
 
@@ -154,3 +157,14 @@ def test_outcome_budgets_and_model_overkill_use_the_same_definition(warehouse):
         s.cost, s.successes, s.unpriced = s.cost + cost, s.successes + successes, s.unpriced + unpriced
     assert {(o, a, k, m): metric for o, a, k, m, *_, metric in models} == {k: s.metric for k, s in by_model.items()}
     assert any(metric is None and successes for *_, successes, unpriced, metric in budgets if unpriced)
+
+
+def test_the_documented_query_shows_the_marts_cost_per_outcome(warehouse):
+    settings, calls, outcomes = warehouse
+    doc = (PROJECT_ROOT / "docs" / "queries.md").read_text()
+    query = re.search(r"### Cost per successful outcome by app.*?```sql\n(.*?)```", doc, re.S)[1]
+    want = expected(calls, outcomes, lambda org, team, user, app, kind: (org, app, kind))
+    with open_warehouse(settings.warehouse_url) as client:
+        rows = client.query(query, settings={"readonly": 2}).result_rows  # as `yieldmeter sql` runs it
+    assert {(org, app, kind): metric for org, app, kind, *_, metric in rows} == {
+        k: s.metric for k, s in want.items() if k[2]}
