@@ -1,8 +1,7 @@
 """One definition per metric: every surface that shows cost per successful outcome (the report,
 the cost-per-outcome alert, the demo's answer, the outcome budgets, model overkill, the analysts'
-query in docs/queries.md) shows the
-number the definition gives over the marts' rows, on the same data; with an unpriced call in the
-group it is unknown (None) everywhere, never low.
+query in docs/queries.md) shows the number the definition gives over the marts' rows, on the
+same data; with an unpriced call in the group it is unknown (None) everywhere, never low.
 
 The expected numbers are computed here in Python, with Decimal, from the calls and outcomes of
 fct_calls / fct_outcomes / fct_sessions: spend / successful outcomes, truncated to the metric's
