@@ -26,7 +26,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import partial
+from functools import lru_cache, partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,28 @@ DBT_COMMANDS = frozenset({
 })
 # The tables the models read; a warehouse without them has not been migrated.
 SOURCE_TABLES = ("calls", "sessions", "outcomes", "prices", "org_discounts", "dead_letters", "calls_hourly")
+
+
+@lru_cache(maxsize=1)
+def _metric_macros() -> Any:
+    from jinja2 import Environment, StrictUndefined
+
+    source = (DBT_DIR / "macros" / "metrics.sql").read_text(encoding="utf-8")
+    return Environment(undefined=StrictUndefined).from_string(source).module
+
+
+def metric_sql(name: str, *columns: str) -> str:
+    """The SQL of one value metric exactly as the dbt marts define it (dbt/macros/metrics.sql),
+    over ``columns`` (default: the marts' additive column names), for the report, the alerts and
+    the demo to apply to the marts' sums: one definition per metric, one unpriced-call policy.
+
+        metric_sql("cost_per_successful_outcome_usd")                  # over cost_usd, successful_outcomes, unpriced_calls
+        metric_sql("cost_per_successful_outcome_usd", "cost_now", "wins_now", "unpriced_now")
+    """
+    macro = getattr(_metric_macros(), name, None)
+    if macro is None:
+        raise KeyError(f"no metric {name!r} in dbt/macros/metrics.sql")
+    return " ".join(str(macro(*columns)).split())
 
 
 class TransformError(YieldmeterError):

@@ -120,30 +120,36 @@ def test_planted_model_overkill_is_flagged_with_its_saving(value_warehouse, figu
 def test_a_corrected_price_reprices_its_calls_and_shows_in_the_repricing_audit(value_warehouse):
     before, after = value_warehouse.correction.before, value_warehouse.correction.after
     counts = ("input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens", "reasoning_tokens")
-    stream = {event_id: (SimpleNamespace(**dict(zip(counts, usage))), list_cost) for event_id, *usage, list_cost in rows(
-        value_warehouse, f"SELECT event_id, {', '.join(counts)}, list_cost_usd FROM stg_calls WHERE price_id = {{p:String}}",
+    # the calls the corrected price covers, as the stream wrote them (priced with the old rate, or
+    # unpriced if the stream had no price for them) and as the marts count them now
+    calls = {row[0]: (SimpleNamespace(**dict(zip(counts, row[1:6]))), *row[6:]) for row in rows(
+        value_warehouse,
+        f"SELECT c.event_id, {', '.join('c.' + c for c in counts)}, s.pricing_status, s.price_id, s.list_cost_usd, "
+        "c.pricing_status, c.list_cost_usd, c.cost_usd, c.discount_pct "
+        "FROM fct_calls AS c INNER JOIN stg_calls AS s ON c.event_id = s.event_id WHERE c.price_id = {p:String}",
         p=before.price_id)}
-    assert stream and all(list_cost == before.cost_usd(usage) for usage, list_cost in stream.values())  # as streamed
-    marts = {event_id: (status, list_cost, cost, pct) for event_id, status, list_cost, cost, pct in rows(
-        value_warehouse, "SELECT event_id, pricing_status, list_cost_usd, cost_usd, discount_pct FROM fct_calls "
-                         "WHERE event_id IN {ids:Array(String)}", ids=list(stream))}
-    changed = {e for e, (usage, list_cost) in stream.items() if after.cost_usd(usage) != list_cost}
-    assert len(changed) > len(stream) / 2  # a call with no uncached input costs the same
-    for event_id, (usage, _) in stream.items():
-        status, list_cost, cost, pct = marts[event_id]
+    changed = set()
+    for event_id, (usage, streamed, streamed_price, streamed_list, status, list_cost, cost, pct) in calls.items():
+        if streamed == "priced":
+            assert (streamed_price, streamed_list) == (before.price_id, before.cost_usd(usage))  # the old rate
         # every mart now counts the corrected rate (PriceRecord.cost_usd, the reference, to the last digit)
-        assert (status, list_cost) == ("repriced" if event_id in changed else "priced", after.cost_usd(usage))
-        assert cost == list_cost * (100 - pct) / 100
+        assert list_cost == after.cost_usd(usage) and cost == list_cost * (100 - pct) / 100
+        if streamed != "priced" or streamed_list != list_cost:
+            changed.add(event_id)
+        assert status == ("repriced" if event_id in changed else "priced")
+    assert len(changed) > len(calls) / 2  # (a call with no uncached input costs the same)
     (published,), = rows(value_warehouse, "SELECT published_at FROM stg_prices WHERE price_id = {p:String}",
                          p=before.price_id)
     audit = {event_id: rest for event_id, *rest in rows(
         value_warehouse, "SELECT event_id, reasons, current_price_id, changed_at, recorded_list_cost_usd, "
-                         "current_list_cost_usd, list_cost_difference_usd FROM repricing_audit")}
+                         "current_list_cost_usd FROM repricing_audit WHERE current_price_id = {p:String}",
+        p=before.price_id)}
     assert set(audit) == changed  # exactly the calls the new rate changes
-    for event_id, (reasons, current_price, changed_at, recorded, current, difference) in audit.items():
-        assert (reasons, current_price, changed_at) == (["price_corrected"], before.price_id, published)
-        assert (recorded, current) == (stream[event_id][1], marts[event_id][1])
-        assert difference == current - recorded > 0
+    for event_id, (reasons, current_price, changed_at, recorded, current) in audit.items():
+        usage, streamed, *_ = calls[event_id]
+        reason = "price_corrected" if streamed == "priced" else "newly_priced"
+        assert (reasons, current_price, changed_at) == ([reason], before.price_id, published)
+        assert current == after.cost_usd(usage) and recorded == (before.cost_usd(usage) if streamed == "priced" else 0)
 
 
 def test_the_org_discount_reaches_effective_cost(value_warehouse):

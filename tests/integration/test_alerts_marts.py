@@ -1,6 +1,7 @@
 """The rules over the dbt marts on the real ClickHouse engine (chdb): budget_status,
-value_metrics_daily and tokenmaxxing_signals created with the columns the rules read and a few
-realistic rows (the full marts come from `dbt build`, exercised on the simulated workload in
+value_metrics_daily and tokenmaxxing_signals created from their enforced dbt contracts (the
+manifest's columns and types, so they cannot drift from `dbt build`) with a few realistic rows
+(the full marts come from `dbt build`, exercised on the simulated workload in
 tests/e2e/test_alerts_planted.py); each rule fires, stays quiet, and is skipped without its mart."""
 
 from __future__ import annotations
@@ -21,30 +22,6 @@ pytestmark = pytest.mark.integration
 
 NOW = datetime(2026, 3, 20, 12, 7, tzinfo=timezone.utc)  # a Friday; evaluates the hour from 11:00
 
-BUDGET_DDL = """
-CREATE TABLE budget_status (
-    org_id String, team String, month Date, is_standing_budget Bool, budget_usd Decimal(18, 6),
-    month_to_date_usd Decimal(38, 21), as_of DateTime64(3, 'UTC'), month_elapsed_share Float64,
-    projected_month_end_usd Decimal(38, 12)
-) ENGINE = MergeTree ORDER BY (month, org_id, team)
-"""
-VALUE_DDL = """
-CREATE TABLE value_metrics_daily (
-    day Date, org_id String, team String, user_id String, app String, model String, outcome_type String,
-    cost_usd Decimal(38, 21), successful_outcomes UInt64, unpriced_calls UInt64, total_tokens UInt64, calls UInt64
-) ENGINE = MergeTree ORDER BY (day, org_id, team)
-"""
-SIGNALS_DDL = """
-CREATE TABLE tokenmaxxing_signals (
-    week Date, entity_type String, org_id String, team String, entity_id String, app String, outcome_type String,
-    total_tokens UInt64, cost_usd Decimal(38, 21), successful_outcomes UInt64, outcome_yield Float64, peers UInt64,
-    peer_median_tokens Float64, peer_median_yield Float64, volume_z Nullable(Float64), yield_z Nullable(Float64),
-    expected_successful_outcomes Float64, shortfall_z Nullable(Float64), volume_growth Nullable(Float64),
-    outcome_growth Nullable(Float64), is_flagged Bool, reasons Array(String)
-) ENGINE = MergeTree ORDER BY (week, entity_type, org_id, entity_id)
-"""
-
-
 run = partial(run_rule, now=NOW)  # the rules at this file's evaluation time
 
 
@@ -57,8 +34,8 @@ def test_mart_rules_are_registered_not_planned_and_skipped_without_their_marts(c
     assert "budget_status does not exist yet (build the dbt marts: `yieldmeter transform`)" in evaluation.skipped["budget_burn"]
 
 
-def test_budget_burn_warns_over_80_percent_and_is_critical_over_100(client):
-    client.command(BUDGET_DDL)
+def test_budget_burn_warns_over_80_percent_and_is_critical_over_100(client, mart_ddl):
+    client.command(mart_ddl("budget_status"))
     march, as_of = date(2026, 3, 1), datetime(2026, 3, 20, 12, tzinfo=timezone.utc)
     rows = [  # org, team, budget, month to date, projected
         ("acme", "*", "1500", "900", "1450"),  # 97%: warning
@@ -82,8 +59,8 @@ def test_budget_burn_warns_over_80_percent_and_is_critical_over_100(client):
     assert "budget_burn/org=globex" in run(client, "budget_burn", config)
 
 
-def test_cost_per_outcome_regression_week_over_week(client):
-    client.command(VALUE_DDL)
+def test_cost_per_outcome_regression_week_over_week(client, mart_ddl):
+    client.command(mart_ddl("value_metrics_daily"))
     rows = []
     for offset in range(1, 15):  # the 14 complete days before NOW's day
         day = date(2026, 3, 20 - offset)
@@ -109,8 +86,8 @@ def test_cost_per_outcome_regression_week_over_week(client):
     assert f.unit == "USD/ticket_resolved" and "28 successes" in f.details["This week"]
 
 
-def test_tokenmaxxing_one_incident_per_flagged_entity_with_its_evidence(client):
-    client.command(SIGNALS_DDL)
+def test_tokenmaxxing_one_incident_per_flagged_entity_with_its_evidence(client, mart_ddl):
+    client.command(mart_ddl("tokenmaxxing_signals"))
     this_week, last_week, old = date(2026, 3, 16), date(2026, 3, 9), date(2026, 2, 23)
 
     def signal(week, entity_type, entity_id, flagged, team="platform", tokens=5_000_000, outcome="pr_merged"):

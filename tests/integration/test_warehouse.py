@@ -3,6 +3,8 @@
 import subprocess
 import sys
 import textwrap
+from datetime import datetime, timezone
+from decimal import Decimal
 
 import pytest
 
@@ -74,3 +76,31 @@ def test_busy_folder_names_the_holder(tmp_path):
 def test_redact_hides_password():
     assert redact("https://ym:s3cret@ch.example:8443/db") == "https://ym:***@ch.example:8443/db"
     assert redact("chdb:///tmp/x") == "chdb:///tmp/x"
+
+
+def test_calls_hourly_keeps_the_money_of_calls_to_the_last_digit(warehouse_url):
+    """0007: the rollup sums cost_usd at the scale of calls (21 decimals), for the rows written
+    before the migration (rebuilt from calls) and after it (the view), and rolls back."""
+    columns = ["event_id", "occurred_at", "org_id", "team", "user_id", "app", "provider", "request_model",
+               "response_model", "model", "operation", "service_tier", "input_tokens", "cache_read_tokens",
+               "cache_write_tokens", "output_tokens", "reasoning_tokens", "session_key", "status", "tool_calls",
+               "attributes", "pricing_status", "cost_usd", "source_topic", "source_partition", "source_offset",
+               "schema_version", "_topic", "_partition", "_offset", "_timestamp"]
+    at = datetime(2026, 11, 2, 9, 30, tzinfo=timezone.utc)
+
+    def call(n: int, cost: str) -> list:
+        return [f"e{n}", at, "acme", "support", "u1", "bot", "openai", "gpt-4o", "gpt-4o", "gpt-4o", "chat", "default",
+                10, 0, 0, 5, 0, "acme/u1/bot", "ok", 0, {}, "priced", Decimal(cost), "usage.events", 0, n, 1,
+                "usage.priced", 0, n, at]
+
+    costs = ["0.000000000000123456789", "1.000000000000000000001"]  # 21 decimals, beyond the old 12
+    with open_warehouse(warehouse_url) as client:
+        migrations = load_migrations()
+        migrate(client, [m for m in migrations if m.version < 7])
+        client.insert("calls", [call(0, costs[0])], column_names=columns)
+        migrate(client, migrations)
+        client.insert("calls", [call(1, costs[1])], column_names=columns)
+        rollup = client.query("SELECT sum(cost_usd), sum(calls) FROM calls_hourly").result_rows[0]
+        assert rollup == (sum(map(Decimal, costs)), 2)
+        assert [m.version for m in rollback(client, 6, migrations)] == [7]
+        assert client.query("SELECT toTypeName(cost_usd) FROM calls_hourly LIMIT 1").result_rows == [("Decimal(38, 12)",)]

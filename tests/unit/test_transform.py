@@ -97,3 +97,19 @@ def test_seeds_and_exposures_are_documented():
     for seed in ("budgets", "outcome_budgets"):
         (spec,) = yaml.safe_load((DBT_DIR / "seeds" / f"{seed}.yml").read_text())["seeds"]
         assert spec["description"] and all(c["description"] for c in spec["columns"])
+
+
+def test_marts_read_by_code_have_enforced_contracts():
+    """Every mart an exposure (alerts, report, demo, FOCUS export) reads is an interface: enforced
+    contract, every column typed; and the project pins the dbt it is tested with."""
+    exposures = yaml.safe_load((DBT_DIR / "models" / "exposures.yml").read_text())["exposures"]
+    read = {re.fullmatch(r"ref\('(\w+)'\)", d)[1] for e in exposures for d in e["depends_on"] if d.startswith("ref(")}
+    assert {"fct_calls", "value_metrics_daily", "tokenmaxxing_signals", "model_overkill", "budget_status",
+            "focus_ai_spend"} <= read
+    for name in read:
+        (sql,) = [m for m in MODELS if m.stem == name]
+        model = _model_yaml(sql)
+        assert model.get("config", {}).get("contract", {}).get("enforced") is True, f"{name}: no enforced contract"
+        assert all(c.get("data_type") for c in model["columns"]), f"{name}: a column without data_type"
+    project = yaml.safe_load((DBT_DIR / "dbt_project.yml").read_text())
+    assert project["require-dbt-version"]

@@ -18,6 +18,7 @@ from pydantic import Field, model_validator
 
 from yieldmeter.alerts.model import Finding, Severity, evaluated_hour, format_value, sql_string, utc
 from yieldmeter.alerts.rules import RuleParams, _settle, _title, rule
+from yieldmeter.transform import metric_sql
 
 if TYPE_CHECKING:
     from yieldmeter.alerts.config import AlertsConfig
@@ -124,15 +125,22 @@ class CostPerOutcomeParams(RuleParams):
     min_cost_usd: Decimal = Field(Decimal("5"), ge=0, description="... and at least this much spend this week (USD).")
 
 
-COST_PER_OUTCOME_SQL = """
-SELECT org_id, team, app, outcome_type,
-       sumIf(cost_usd, day >= {start:Date}) AS cost_now, sumIf(successful_outcomes, day >= {start:Date}) AS wins_now,
-       sumIf(cost_usd, day < {start:Date}) AS cost_before, sumIf(successful_outcomes, day < {start:Date}) AS wins_before,
-       sum(unpriced_calls) AS unpriced
-FROM value_metrics_daily
-WHERE day >= {start:Date} - 7 AND day < {start:Date} + 7 AND outcome_type != ''
-GROUP BY org_id, team, app, outcome_type
-HAVING wins_now > 0 AND wins_before > 0 AND unpriced = 0  -- an unpriced call costs 0 there: no ratio
+COST_PER_OUTCOME_SQL = f"""
+SELECT org_id, team, app, outcome_type, cost_now, wins_now, cost_before, wins_before,
+       {metric_sql("cost_per_successful_outcome_usd", "cost_now", "wins_now", "unpriced_now")} AS value,
+       {metric_sql("cost_per_successful_outcome_usd", "cost_before", "wins_before", "unpriced_before")} AS baseline
+FROM (
+    SELECT org_id, team, app, outcome_type,
+           sumIf(cost_usd, day >= {{start:Date}}) AS cost_now, sumIf(successful_outcomes, day >= {{start:Date}}) AS wins_now,
+           sumIf(unpriced_calls, day >= {{start:Date}}) AS unpriced_now,
+           sumIf(cost_usd, day < {{start:Date}}) AS cost_before, sumIf(successful_outcomes, day < {{start:Date}}) AS wins_before,
+           sumIf(unpriced_calls, day < {{start:Date}}) AS unpriced_before
+    FROM value_metrics_daily
+    WHERE day >= {{start:Date}} - 7 AND day < {{start:Date}} + 7 AND outcome_type != ''
+    GROUP BY org_id, team, app, outcome_type
+)
+-- the marts' metric: unknown (NULL) without a success or while a call of the week is unpriced
+WHERE value IS NOT NULL AND baseline IS NOT NULL
 ORDER BY org_id, team, app, outcome_type
 """
 
@@ -142,19 +150,19 @@ def cost_per_outcome_regression(client: Client, config: AlertsConfig, now: datet
     """Cost per successful outcome of a team's app this week far above the week before.
 
     Weeks are the last 7 complete days and the 7 before them (value_metrics_daily), per org,
-    team, app and outcome type; only fully priced weeks are compared.
+    team, app and outcome type; the cost per successful outcome is the marts' own metric
+    (dbt/macros/metrics.sql), unknown for a week with an unpriced call, so only fully priced
+    weeks are compared.
     """
     end = evaluated_hour(now, _settle(config)).date()  # the day of the last settled hour counts only once complete
     start = end - timedelta(days=7)
     findings = []
-    for org, team, app, outcome, cost_now, wins_now, cost_before, wins_before, _ in client.query(
-        COST_PER_OUTCOME_SQL, parameters={"start": start}
+    for org, team, app, outcome, cost_now, wins_now, cost_before, wins_before, value, baseline in client.query(
+        COST_PER_OUTCOME_SQL, parameters={"start": start}, settings={"prefer_column_name_to_alias": 1}
     ).result_rows:
         params = config.params("cost_per_outcome_regression", org, team)
         if not params.enabled or min(wins_now, wins_before) < params.min_successes or cost_now < params.min_cost_usd:
             continue
-        value = Decimal(cost_now) / wins_now
-        baseline = Decimal(cost_before) / wins_before
         threshold = params.ratio * baseline
         if value <= threshold:
             continue

@@ -22,7 +22,7 @@ from yieldmeter.runner import run
 from yieldmeter.report import write_report
 from yieldmeter.simulate import KafkaSink, SimulationOptions, simulate
 from yieldmeter.topics import ensure_topics
-from yieldmeter.transform import generate_docs, transform
+from yieldmeter.transform import generate_docs, metric_sql, transform
 from yieldmeter.warehouse import open_warehouse
 
 
@@ -105,18 +105,28 @@ def demo(
 
 
 def _answers(client) -> list[str]:
-    """Three plain-words answers from the dbt marts."""
+    """Three plain-words answers from the dbt marts, with the marts' own metric definitions."""
     answers = []
-    rows = client.query("""
-        SELECT app, outcome_type, sum(cost_usd) / nullIf(sum(successful_outcomes), 0) AS per_success,
-               sum(successful_outcomes) AS successes
-        FROM value_metrics_daily GROUP BY app, outcome_type HAVING successes > 0
-        ORDER BY per_success DESC LIMIT 1""").result_rows
-    idle = client.query("SELECT sum(idle_tokens) / nullIf(sum(total_tokens), 0) FROM value_metrics_daily").result_rows
+    # the dearest outcome per org and app (orgs are not mixed: their prices and discounts differ)
+    rows = client.query(f"""
+        SELECT org_id, app, outcome_type, successful_outcomes, unpriced_calls,
+               {metric_sql('cost_per_successful_outcome_usd')} AS per_success
+        FROM (SELECT org_id, app, outcome_type, sum(cost_usd) AS cost_usd, sum(unpriced_calls) AS unpriced_calls,
+                     sum(successful_outcomes) AS successful_outcomes
+              FROM value_metrics_daily WHERE outcome_type != '' GROUP BY org_id, app, outcome_type)
+        WHERE successful_outcomes > 0
+        ORDER BY per_success IS NULL, per_success DESC LIMIT 1""",
+        settings={"prefer_column_name_to_alias": 1}).result_rows
+    idle = client.query(f"""
+        SELECT {metric_sql('idle_token_share')}
+        FROM (SELECT sum(idle_tokens) AS idle_tokens, sum(total_tokens) AS total_tokens FROM value_metrics_daily)""",
+        settings={"prefer_column_name_to_alias": 1}).result_rows
     if rows:
-        app, outcome_type, per_success, successes = rows[0]
-        answers.append(f"A successful {outcome_type.replace('_', ' ')} in {app} costs ${Decimal(per_success):,.2f} of "
-                       f"tokens ({successes:,} of them), the dearest outcome here; {float(idle[0][0] or 0):.0%} of all "
+        org, app, outcome_type, successes, unpriced, per_success = rows[0]
+        cost = (f"${Decimal(per_success):,.2f} of tokens" if per_success is not None
+                else f"an unknown amount ({unpriced:,} of its calls have no price)")
+        answers.append(f"A successful {outcome_type.replace('_', ' ')} in {org}'s {app} costs {cost} "
+                       f"({successes:,} of them), the dearest outcome here; {float(idle[0][0] or 0):.0%} of all "
                        "tokens went into sessions that produced no outcome at all.")
     # Every flagged user of the latest week, strongest evidence (largest outcome shortfall) first.
     flagged = client.query("""

@@ -50,9 +50,11 @@ select
     s.unpriced_calls as unpriced_calls,
     r.outcomes as outcomes,
     r.successful_outcomes as successful_outcomes,
-    if(r.successful_outcomes > 0, CAST(s.cost_usd / r.successful_outcomes AS Decimal(38, 12)), NULL)
+    {{ is_fully_priced('s.unpriced_calls') }} as is_fully_priced,
+    {{ cost_per_successful_outcome_usd('s.cost_usd', 'r.successful_outcomes', 's.unpriced_calls') }}
         as cost_per_successful_outcome_usd,
-    -- what the month spent beyond the allowance for the outcomes it got
+    -- what the month spent beyond the allowance for the outcomes it got (with unpriced calls the
+    -- spend is a lower bound: an excess is real, its size at least this)
     CAST(greatest(s.cost_usd - r.successful_outcomes * b.max_cost_per_outcome_usd, 0) AS Decimal(38, 12))
         as excess_usd,
     {{ as_bool('s.cost_usd > r.successful_outcomes * b.max_cost_per_outcome_usd') }} as is_over_budget

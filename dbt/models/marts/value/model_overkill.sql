@@ -33,8 +33,7 @@ rated as (
         *,
         successful_sessions / sessions as success_rate,
         sqrt(success_rate * (1 - success_rate) / sessions) as standard_error,
-        if(successful_outcomes > 0, CAST(cost_usd / successful_outcomes AS Decimal(38, 12)), NULL)
-            as cost_per_successful_outcome_usd,
+        {{ cost_per_successful_outcome_usd() }} as cost_per_successful_outcome_usd,
         {{ as_bool('unpriced_calls = 0 and sessions >= ' ~ min_sessions ~ ' and successful_outcomes > 0') }}
             as is_comparable
     from per_model

@@ -112,20 +112,18 @@ summed as (
 ),
 
 with_ratios as (
+    -- the metrics, each defined once (macros/metrics.sql); money ones are empty while a call is unpriced
     select
         *,
-        -- money ratios only where every call is priced: an unpriced call costs 0 here, not nothing
-        {{ as_bool('unpriced_calls = 0') }} as is_fully_priced,
-        if(successful_outcomes > 0 and is_fully_priced,
-           CAST(cost_usd / successful_outcomes AS Decimal(38, 12)), NULL) as cost_per_successful_outcome_usd,
-        if(outcomes > 0, total_tokens / outcomes, NULL) as tokens_per_outcome,
-        if(total_tokens > 0, successful_outcomes * 1000000 / total_tokens, NULL) as outcomes_per_million_tokens,
-        if(total_tokens > 0, idle_tokens / total_tokens, NULL) as idle_token_share,
-        if(cost_usd > 0, toFloat64(waste_cost_usd) / toFloat64(cost_usd), NULL) as waste_cost_share,
-        if(input_tokens > 0, cache_read_tokens / input_tokens, NULL) as cache_hit_share,
-        if(input_tokens > 0, output_tokens / input_tokens, NULL) as verbosity,
-        if(cost_usd > 0 and is_fully_priced and outcome_value_usd is not null,
-           toFloat64(outcome_value_usd) / toFloat64(cost_usd), NULL) as value_over_cost
+        {{ is_fully_priced() }} as is_fully_priced,
+        {{ cost_per_successful_outcome_usd() }} as cost_per_successful_outcome_usd,
+        {{ tokens_per_outcome() }} as tokens_per_outcome,
+        {{ outcomes_per_million_tokens() }} as outcomes_per_million_tokens,
+        {{ idle_token_share() }} as idle_token_share,
+        {{ waste_cost_share() }} as waste_cost_share,
+        {{ cache_hit_share() }} as cache_hit_share,
+        {{ verbosity() }} as verbosity,
+        {{ value_over_cost() }} as value_over_cost
     from summed
 )
 
