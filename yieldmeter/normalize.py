@@ -384,12 +384,10 @@ PROVIDER_CATALOGUE: dict[str, str] = {name: gp for gp, names in OTEL_PROVIDERS.i
 PROVIDER_SPELLINGS: dict[str, str] = {
     "gemini": "gcp.gemini",
     "google_ai_studio": "gcp.gemini",
-    "google.generativeai": "gcp.gemini",
     "vertex_ai": "gcp.vertex_ai",
     "vertex_ai_beta": "gcp.vertex_ai",
     "vertexai": "gcp.vertex_ai",
     "vertex": "gcp.vertex_ai",
-    "gcp.vertex.agent": "gcp.vertex_ai",
     "bedrock": "aws.bedrock",
     "bedrock_converse": "aws.bedrock",
     "amazon_bedrock": "aws.bedrock",
