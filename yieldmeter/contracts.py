@@ -579,7 +579,8 @@ class OrgDiscount(BaseModel):
         return f"{self.key}@{_wire_time(self.effective_from)}"
 
     def apply(self, cost_usd: Decimal) -> Decimal:
-        return cost_usd * (100 - self.discount_pct) / 100
+        with localcontext(_EXACT):  # exact: the default 28 digits would round a large cost with 21 decimals
+            return cost_usd * (100 - self.discount_pct) / 100
 
 
 # --- wire helpers ----------------------------------------------------------------------------

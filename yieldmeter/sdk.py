@@ -59,6 +59,22 @@ from yieldmeter.normalize import (
 
 log = logging.getLogger(__name__)
 
+
+class _TransientRetries(logging.Filter):
+    """librdkafka logs a WARNING while a fresh broker loads its coordinators ("GETPID ... Coordinator
+    load in progress: retrying"); the client retries by itself and nothing is lost, so the line
+    is demoted to DEBUG instead of reaching a user's console (the demo printed it)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if record.levelno == logging.WARNING and "load in progress" in message and "retrying" in message:
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return log.isEnabledFor(logging.DEBUG)
+        return True
+
+
+log.addFilter(_TransientRetries())
+
 DEFAULT_CONFIG: dict[str, Any] = {
     "enable.idempotence": True,  # implies acks=all and in-order retries
     "compression.type": "lz4",  # cheapest CPU per byte saved; JSON events shrink ~4x
