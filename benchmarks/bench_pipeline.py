@@ -196,11 +196,13 @@ def baseline(settings, topics: dict) -> dict:
 
 
 def checkpoint_bytes(folder: Path) -> int:
-    """Size of the newest completed checkpoint under ``folder`` (its _metadata and state files)."""
+    """Size of the newest completed checkpoint under ``folder``: its own files and, for RocksDB's
+    incremental checkpoints, the shared files it refers to (the job folder's shared/)."""
     newest = max(folder.glob("**/chk-*/_metadata"), key=lambda m: m.stat().st_mtime, default=None)
     if newest is None:
         return 0
-    return sum(f.stat().st_size for f in newest.parent.rglob("*") if f.is_file())
+    files = [*newest.parent.rglob("*"), *(newest.parent.parent / "shared").rglob("*")]
+    return sum(f.stat().st_size for f in files if f.is_file())
 
 
 def run(settings, parallelism: int, group: str, topics: dict, expected: int) -> dict:
