@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import gzip
 import json
+import threading
 import time
 import urllib.error
 import urllib.request
-from datetime import UTC, datetime
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
 
 import pytest
@@ -269,3 +273,94 @@ def test_broker_down_is_503_with_retry_after_and_the_retry_loses_nothing(tmp_pat
         assert set(events) == {event_id(s) for s in spans}
     finally:
         broker.stop()
+
+
+# --- the openai client, instrumented, against a fake OpenAI server --------------------------------
+
+USAGE = {"prompt_tokens": 1200, "completion_tokens": 80, "total_tokens": 1280,
+         "prompt_tokens_details": {"cached_tokens": 1024}, "completion_tokens_details": {"reasoning_tokens": 0}}
+
+
+class FakeOpenAI(BaseHTTPRequestHandler):
+    """POST /v1/chat/completions answered as the OpenAI API answers, usage included."""
+
+    def do_POST(self):  # noqa: N802
+        request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        body = json.dumps({
+            "id": f"chatcmpl-{time.monotonic_ns()}", "object": "chat.completion", "created": int(time.time()),
+            "model": f"{request['model']}-2024-07-18", "service_tier": "default",
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": "Your ticket is resolved."}}],
+            "usage": USAGE}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def instrumented_openai_calls(intake_url: str, calls: int) -> None:
+    import openai
+    from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
+
+    fake = ThreadingHTTPServer(("127.0.0.1", 0), FakeOpenAI)
+    threading.Thread(target=fake.serve_forever, daemon=True).start()
+    provider = TracerProvider(resource=Resource.create(RESOURCE))
+    provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=intake_url)))
+    instrumentor = OpenAIInstrumentor()
+    instrumentor.instrument(tracer_provider=provider)
+    try:
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{fake.server_port}/v1", api_key="test", max_retries=0)
+        for i in range(calls):
+            client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": f"ticket {i}"}])
+    finally:
+        instrumentor.uninstrument()
+        provider.shutdown()
+        fake.shutdown()
+
+
+@pytest.mark.e2e
+def test_openai_instrumentation_spans_become_priced_calls(kafka, tmp_path):
+    """The spans opentelemetry-instrumentation-openai-v2 emits for real openai client calls go
+    through the intake and the Flink pipeline job and come out priced as the reference prices them."""
+    from tests.e2e.workload import fresh_topic_settings
+    from yieldmeter.normalize import normalize_model, normalize_provider
+    from yieldmeter.pipeline_jobs import run_pipeline
+    from yieldmeter.prices import build_catalog, price_for, publish
+    from yieldmeter.topics import ensure_topics
+
+    settings = fresh_topic_settings(make_settings(tmp_path, kafka_bootstrap=kafka.bootstrap_servers,
+                                                  otlp_port=free_port(), otlp_default_user="svc-helpdesk"))
+    ensure_topics(settings)
+    catalog = build_catalog()
+    publish(catalog, settings)
+    with serving(settings) as server:
+        instrumented_openai_calls(f"http://127.0.0.1:{server.server_port}{PATH}", calls=3)
+        counts = server.intake.counts
+    assert (counts.events, counts.dead_letters) == (3, 0)
+
+    events = events_on(settings, 3)
+    for event in events.values():
+        assert (event.provider, event.request_model, event.response_model) == (
+            "openai", "gpt-4o-mini", "gpt-4o-mini-2024-07-18")
+        assert (event.input_tokens, event.output_tokens) == (1200, 80)
+        assert (event.org_id, event.team, event.user_id, event.app) == ("acme", "support", "svc-helpdesk", "helpdesk")
+        assert datetime.now(UTC) - event.occurred_at < timedelta(minutes=10)
+
+    run_pipeline(settings, timeout_s=600, group_id=f"pipeline-{settings.topic_events}")
+    priced = [json.loads(m.value()) for m in consume_all(settings.bootstrap_servers, settings.topic_priced, 3)]
+    assert {p["event_id"] for p in priced} == set(events)
+    by_model = defaultdict(list)
+    for record in catalog.prices.values():
+        by_model[(record.provider, record.model)].append(record)
+    for row in priced:
+        event = events[row["event_id"]]
+        provider = normalize_provider(event.provider)
+        model = normalize_model(provider, event.response_model)
+        record = price_for(by_model[(provider, model)], provider, model, event.service_tier, event.occurred_at)
+        assert record is not None, model
+        assert (row["pricing_status"], row["price_id"]) == ("priced", record.price_id)
+        assert Decimal(row["list_cost_usd"]) == record.cost_usd(event) > 0
