@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -364,3 +368,43 @@ def test_openai_instrumentation_spans_become_priced_calls(kafka, tmp_path):
         assert record is not None, model
         assert (row["pricing_status"], row["price_id"]) == ("priced", record.price_id)
         assert Decimal(row["list_cost_usd"]) == record.cost_usd(event) > 0
+
+
+def test_the_command_serves_until_stopped_and_says_what_it_did(settings, new_topics, tmp_path):
+    events, outcomes, dlq = new_topics(3)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("YIELDMETER_")} | {
+        "YIELDMETER_KAFKA_BOOTSTRAP": settings.bootstrap_servers, "YIELDMETER_OTLP_PORT": str(port),
+        "YIELDMETER_TOPIC_EVENTS": events, "YIELDMETER_TOPIC_OUTCOMES": outcomes, "YIELDMETER_TOPIC_DLQ": dlq,
+        "YIELDMETER_OTLP_DEFAULT_USER": "svc-1", "YIELDMETER_STATE_DIR": str(tmp_path / "state")}
+    process = subprocess.Popen([sys.executable, "-m", "yieldmeter", "otlp"], env=env, cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        spans = record_spans(lambda tracer: [
+            span(tracer, "chat", {"gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o",
+                                  "gen_ai.usage.input_tokens": 10, "gen_ai.usage.output_tokens": 2}),
+            span(tracer, "GET /", {"http.request.method": "GET"})])
+        exporter = OTLPSpanExporter(endpoint=f"http://127.0.0.1:{port}{PATH}", timeout=30)
+        deadline = time.monotonic() + 60
+        while (result := exporter.export(spans)) is not SpanExportResult.SUCCESS and time.monotonic() < deadline:
+            assert process.poll() is None, process.stdout.read()
+            time.sleep(0.5)  # not listening yet
+        assert result is SpanExportResult.SUCCESS
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, output
+    assert f"127.0.0.1:{port}{PATH}" in output
+    assert "2 spans -> 1 events, 0 dead letters, 1 ignored" in output
+    (event,) = events_on(settings.model_copy(update={"topic_events": events}), 1).values()
+    assert event.event_id == event_id(spans[0]) and event.user_id == "svc-1"
+
+
+def test_the_command_names_the_fix_when_a_topic_is_missing(settings, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("YIELDMETER_")} | {
+        "YIELDMETER_KAFKA_BOOTSTRAP": settings.bootstrap_servers, "YIELDMETER_OTLP_PORT": str(free_port()),
+        "YIELDMETER_TOPIC_EVENTS": "test.no-such-topic", "YIELDMETER_STATE_DIR": str(tmp_path / "state")}
+    result = subprocess.run([sys.executable, "-m", "yieldmeter", "otlp"], env=env, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and "Traceback" not in result.stderr + result.stdout
+    assert "test.no-such-topic" in result.stdout and "yieldmeter topics" in result.stdout
