@@ -93,6 +93,8 @@ CALL_MARKERS = frozenset(
 NOT_CALLS = frozenset({"invoke_agent", "create_agent", "execute_tool"})
 TOKENS_OPTIONAL_ON_ERROR = ("input_tokens", "output_tokens")
 """A failed call often has no usage; it is kept with 0 tokens (it counts as error waste), not dead-lettered."""
+NO_OUTPUT_OPERATIONS = frozenset({"embeddings"})
+"""Operations whose spans carry no output token count: 0, not a dead letter."""
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -154,7 +156,8 @@ def span_to_event(span: Span, span_attributes: Mapping[str, Any], resource: Mapp
             if name in DEFAULT_SETTING:
                 problems.append(f"{name}: no {' or '.join(MAPPING[name])} attribute on the span or its resource, "
                                 f"and YIELDMETER_{DEFAULT_SETTING[name].upper()} is unset")
-            elif name in TOKENS_OPTIONAL_ON_ERROR and failed:
+            elif name in TOKENS_OPTIONAL_ON_ERROR and failed or (
+                    name == "output_tokens" and values.get("operation") in NO_OUTPUT_OPERATIONS):
                 values[name] = 0
             elif name in ("provider", "request_model", "input_tokens", "output_tokens"):
                 problems.append(f"{name}: no {' or '.join(MAPPING[name])} attribute")

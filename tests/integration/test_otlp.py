@@ -110,6 +110,9 @@ def test_sdk_exporter_spans_become_usage_events(intake):
             "enduser.id": "u-7", "yieldmeter.team": "billing", "openai.response.service_tier": "flex"}, start_s=3)
         span(tracer, "chat gpt-4o", {"gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o",
                                      "user.id": "u-7", "error.type": "429"}, start_s=5, error=True)
+        span(tracer, "embeddings text-embedding-3-small", {  # embeddings report no output tokens
+            "gen_ai.provider.name": "openai", "gen_ai.operation.name": "embeddings", "user.id": "u-7",
+            "gen_ai.request.model": "text-embedding-3-small", "gen_ai.usage.input_tokens": 512}, start_s=7)
         span(tracer, "GET /tickets", {"http.request.method": "GET"})
         span(tracer, "invoke_agent triage", {"gen_ai.operation.name": "invoke_agent", "gen_ai.provider.name": "openai",
                                              "gen_ai.usage.input_tokens": 9999, "gen_ai.usage.output_tokens": 1})
@@ -117,9 +120,9 @@ def test_sdk_exporter_spans_become_usage_events(intake):
     spans = record_spans(build)
     assert OTLPSpanExporter(endpoint=intake.url).export(spans) is SpanExportResult.SUCCESS
 
-    events = events_on(intake.settings, 3)
-    assert set(events) == {event_id(s) for s in spans[:3]}
-    current, deprecated, failed = (events[event_id(s)] for s in spans[:3])
+    events = events_on(intake.settings, 4)
+    assert set(events) == {event_id(s) for s in spans[:4]}
+    current, deprecated, failed, embeddings = (events[event_id(s)] for s in spans[:4])
     assert (current.org_id, current.team, current.user_id, current.app) == ("acme", "support", "u-4821", "helpdesk")
     assert (current.provider, current.request_model, current.response_model) == (
         "anthropic", "claude-sonnet-4-5", "claude-sonnet-4-5-20250929")
@@ -132,12 +135,13 @@ def test_sdk_exporter_spans_become_usage_events(intake):
         "openai", "billing", "u-7", "flex")
     assert (deprecated.input_tokens, deprecated.output_tokens, deprecated.reasoning_tokens) == (75, 1186, 1024)
     assert (failed.status, failed.error_type, failed.input_tokens, failed.output_tokens) == ("error", "429", 0, 0)
+    assert (embeddings.operation, embeddings.input_tokens, embeddings.output_tokens) == ("embeddings", 512, 0)
     counts = intake.server.intake.counts
-    assert (counts.spans, counts.events, counts.ignored, counts.dead_letters) == (5, 3, 2, 0)
+    assert (counts.spans, counts.events, counts.ignored, counts.dead_letters) == (6, 4, 2, 0)
 
     # A re-sent span is the same event (same id): the pipeline counts it once.
     assert OTLPSpanExporter(endpoint=intake.url).export(spans[:1]) is SpanExportResult.SUCCESS
-    again = consume_all(intake.settings.bootstrap_servers, intake.settings.topic_events, 4)
+    again = consume_all(intake.settings.bootstrap_servers, intake.settings.topic_events, 5)
     assert [parse_usage(m.value()).event_id for m in again].count(event_id(spans[0])) == 2
 
 
