@@ -295,28 +295,32 @@ class OtlpIntake:
             request = decode(body, content_type)
         except BadRequest as error:
             return self.error(400, str(error), content_type)
+        # Converted outside the lock: one request's spans are decoded while another waits for acks.
+        events: list[UsageEvent] = []
+        dead_letters: list[tuple[bytes, str, int]] = []
+        ignored = 0
+        reasons: Counter[str] = Counter()
+        for resource_spans in request.resource_spans:
+            resource = _attributes(resource_spans.resource.attributes)
+            for scope_spans in resource_spans.scope_spans:
+                for index, span in enumerate(scope_spans.spans):
+                    attributes = _attributes(span.attributes)
+                    if not is_model_call(attributes):
+                        ignored += 1
+                        continue
+                    try:
+                        events.append(span_to_event(span, attributes, resource, self.settings))
+                    except SpanRejected as rejected:
+                        reason = f"OTLP span '{span.name[:200]}': {rejected}"
+                        dead_letters.append((dead_letter_payload(resource_spans, scope_spans, span), reason, index))
+                        reasons[str(rejected)] += 1
+        dead = len(dead_letters)
         with self._lock:
-            events = dead = ignored = 0
-            reasons: Counter[str] = Counter()
             try:
-                for resource_spans in request.resource_spans:
-                    resource = _attributes(resource_spans.resource.attributes)
-                    for scope_spans in resource_spans.scope_spans:
-                        for index, span in enumerate(scope_spans.spans):
-                            attributes = _attributes(span.attributes)
-                            if not is_model_call(attributes):
-                                ignored += 1
-                                continue
-                            try:
-                                self.producer.send_usage(span_to_event(span, attributes, resource, self.settings))
-                                events += 1
-                            except SpanRejected as rejected:
-                                reason = f"OTLP span '{span.name[:200]}': {rejected}"
-                                self.producer.send_dead_letter(
-                                    dead_letter_payload(resource_spans, scope_spans, span), reason,
-                                    source_topic=SOURCE, source_offset=index)
-                                dead += 1
-                                reasons[str(rejected)] += 1
+                for event in events:
+                    self.producer.send_usage(event)
+                for payload, reason, index in dead_letters:
+                    self.producer.send_dead_letter(payload, reason, source_topic=SOURCE, source_offset=index)
                 self.producer.flush(DELIVERY_TIMEOUT_S)
             except YieldmeterError as error:  # DeliveryError: the broker did not take everything in time
                 log.warning("OTLP request not delivered, answering 503: %s", error)
@@ -324,8 +328,8 @@ class OtlpIntake:
                                   content_type, **{"Retry-After": str(RETRY_AFTER_S)})
             counts = self.counts
             counts.requests += 1
-            counts.spans += events + dead + ignored
-            counts.events += events
+            counts.spans += len(events) + dead + ignored
+            counts.events += len(events)
             counts.dead_letters += dead
             counts.ignored += ignored
         response = ExportTraceServiceResponse()
