@@ -114,15 +114,16 @@ class Counts:
     refused: Counter = field(default_factory=Counter)  # HTTP status -> requests answered with it
 
 
-def _value(any_value: Any) -> Any:
-    kind = any_value.WhichOneof("value")
-    if kind in ("string_value", "int_value", "bool_value", "double_value"):
-        return getattr(any_value, kind)
-    return f"<{kind or 'empty'}>"  # arrays, maps, bytes: never a usable count or name
+_SCALARS = frozenset({"string_value", "int_value", "bool_value", "double_value"})
 
 
 def _attributes(key_values: Any) -> dict[str, Any]:
-    return {kv.key: _value(kv.value) for kv in key_values}
+    out = {}
+    for kv in key_values:  # a loop, not a helper per value: this runs for every attribute of every span
+        kind = kv.value.WhichOneof("value")
+        # arrays, maps, bytes: never a usable count or name, kept only to be named in a reason
+        out[kv.key] = getattr(kv.value, kind) if kind in _SCALARS else f"<{kind or 'empty'}>"
+    return out
 
 
 def _lookup(name: str, span: Mapping[str, Any], resource: Mapping[str, Any]) -> tuple[str | None, Any]:
