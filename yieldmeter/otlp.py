@@ -117,12 +117,21 @@ class Counts:
 _SCALARS = frozenset({"string_value", "int_value", "bool_value", "double_value"})
 
 
+class _NotScalar:
+    """An array, map or bytes attribute: never a usable name or count, so validation rejects it."""
+
+    def __init__(self, kind: str | None):
+        self.kind = kind or "empty"
+
+    def __repr__(self) -> str:
+        return f"<{self.kind}>"
+
+
 def _attributes(key_values: Any) -> dict[str, Any]:
     out = {}
     for kv in key_values:  # a loop, not a helper per value: this runs for every attribute of every span
         kind = kv.value.WhichOneof("value")
-        # arrays, maps, bytes: never a usable count or name, kept only to be named in a reason
-        out[kv.key] = getattr(kv.value, kind) if kind in _SCALARS else f"<{kind or 'empty'}>"
+        out[kv.key] = getattr(kv.value, kind) if kind in _SCALARS else _NotScalar(kind)
     return out
 
 
