@@ -103,6 +103,25 @@ class Settings(BaseSettings):
         description="Python of the Flink environment (apache-flink). Default: <project>/.venv-flink/bin/python.",
     )
 
+    otlp_enabled: bool = Field(False, description="`yieldmeter run` also runs the OTLP intake (`yieldmeter otlp`).")
+    otlp_host: str = Field(
+        "127.0.0.1", description="Address the OTLP intake listens on; 0.0.0.0 to accept spans from other machines."
+    )
+    otlp_port: Port = Field(4318, description="Port of the OTLP/HTTP intake (POST /v1/traces); 4318 is OTLP/HTTP's own.")
+    otlp_max_body_bytes: int = Field(
+        8 * 1024 * 1024, ge=1024, le=1024**3,
+        description="Largest OTLP request body, after gzip is undone; a larger one is answered 413.",
+    )
+    otlp_default_org: str | None = Field(
+        None, description="org_id of a GenAI span with no yieldmeter.org_id attribute (unset: it is a dead letter)."
+    )
+    otlp_default_team: str | None = Field(
+        None, description="team of a GenAI span with no yieldmeter.team attribute (unset: it is a dead letter)."
+    )
+    otlp_default_user: str | None = Field(
+        None, description="user_id of a GenAI span with no user.id attribute (unset: it is a dead letter)."
+    )
+
     @field_validator("kafka_bootstrap")
     @classmethod
     def _bootstrap(cls, value: str | None) -> str | None:

@@ -10,6 +10,7 @@ import typer
 from yieldmeter.cli import alerts
 from yieldmeter.cli import demo
 from yieldmeter.cli import flink
+from yieldmeter.cli import otlp
 from yieldmeter.cli import prices
 from yieldmeter.cli import produce
 from yieldmeter.cli import report
@@ -41,6 +42,7 @@ app.add_typer(flink.app, name="flink")
 app.add_typer(prices.app, name="prices")
 app.command()(demo.demo)
 app.command()(run.run)
+app.command()(otlp.otlp)
 app.command()(produce.produce)
 app.command()(produce.normalize)
 app.command()(alerts.alerts)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import typer
 from rich.live import Live
 
 from yieldmeter.cli.output import console, settings
+from yieldmeter.otlp import serving
 from yieldmeter.runner import RunState, run as run_pipeline
 
 
@@ -63,7 +65,8 @@ def run(
     config = settings()
     hooks = ((transform_hook(config, dbt_every),) if dbt_every else ()) + (
         () if no_alerts else (alerts_hook(alerts_config, config.slack_webhook_url),))
-    with Live(console=console, refresh_per_second=2, transient=False) as live:
+    with serving(config) if config.otlp_enabled else nullcontext(), \
+            Live(console=console, refresh_per_second=2, transient=False) as live:
         state = run_pipeline(config, until_caught_up=until_caught_up, cycle_s=cycle_seconds, hooks=hooks,
                              on_update=lambda s: live.update(status_line(s)))
         live.update(status_line(state))
