@@ -34,10 +34,8 @@ def free_port() -> int:
 
 
 def make_settings(state_dir: Path, **overrides) -> Settings:
-    """Settings for a test: its own state folder, the project's fetched jars, no .env file.
-    Flink state on the heap: faster for the small inputs of tests (the fault tests run
-    `yieldmeter run` with the default, RocksDB)."""
-    values = {"state_dir": state_dir, "lib_dir": DEV_LIB, "flink_parallelism": 1, "flink_state_backend": "hashmap"} | overrides
+    """Settings for a test: its own state folder, the project's fetched jars, no .env file."""
+    values = {"state_dir": state_dir, "lib_dir": DEV_LIB, "flink_parallelism": 1} | overrides
     return Settings(_env_file=None, **values)
 
 

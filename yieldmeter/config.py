@@ -89,14 +89,15 @@ class Settings(BaseSettings):
     )
 
     flink_parallelism: int = Field(2, ge=1, le=256, description="Parallelism of the Flink jobs.")
-    flink_state_backend: Literal["rocksdb", "hashmap"] = Field(
-        "rocksdb",
-        description="Where the pipeline keeps its state (the deduplication's event ids, open sessions): rocksdb on "
-        "local disk with incremental checkpoints (a day of ids fits at 10k events/s), or hashmap on the JVM heap "
-        "(faster, but bounded by flink_max_heap).",
+    flink_state_backend: Literal["hashmap", "rocksdb"] = Field(
+        "hashmap",
+        description="Where the pipeline keeps its state (the deduplication's event ids, open sessions): hashmap on the "
+        "JVM heap, or rocksdb on local disk with incremental checkpoints (for more ids than the heap holds; see "
+        "jobs/README.md, State).",
     )
-    flink_max_heap: str = Field(
-        "1g", pattern=r"^[1-9][0-9]*[mMgG]$", description="Heap of the local Flink JVM (-Xmx), e.g. 1g or 1536m."
+    flink_max_heap: str | None = Field(
+        None, pattern=r"^[1-9][0-9]*[mMgG]$",
+        description="Heap of the local Flink JVM (-Xmx), e.g. 1g; unset: the JVM's default (a quarter of the memory).",
     )
     flink_python: Path | None = Field(
         None,

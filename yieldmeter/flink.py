@@ -127,8 +127,8 @@ def start_job(job: str, settings: Settings, **job_args: str | int | bool) -> Fli
     logs.mkdir(parents=True, exist_ok=True)
     command = [str(python), str(script), *job_arguments(job, settings, **job_args)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")} | {"FLINK_LOG_DIR": str(logs)}
-    # PyFlink starts the local JVM with JVM_ARGS: bound its heap (the default is a quarter of the machine).
-    env["JVM_ARGS"] = f"{env.get('JVM_ARGS', '')} -Xmx{settings.flink_max_heap}".strip()
+    if settings.flink_max_heap:  # PyFlink starts the local JVM with JVM_ARGS
+        env["JVM_ARGS"] = f"{env.get('JVM_ARGS', '')} -Xmx{settings.flink_max_heap}".strip()
     log = logs / f"{job}.out"
     with open(log, "wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)

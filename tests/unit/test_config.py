@@ -78,9 +78,8 @@ def test_job_arguments_repeat_list_options(tmp_path):
     argv = job_arguments("pipeline", make_settings(tmp_path, lib_dir=tmp_path / "lib"), flink_conf=["a=1", "b=2"],
                          bounded=True, fresh=False, events_topic="t")  # fmt: skip
     # the state backend from the settings first, then the caller's (the last of a key wins in the job)
-    assert argv[argv.index("--flink-conf") :][:8] == [
-        "--flink-conf", "state.backend.type=rocksdb", "--flink-conf", "execution.checkpointing.incremental=true",
-        "--flink-conf", "a=1", "--flink-conf", "b=2"]
+    assert argv[argv.index("--flink-conf") :][:6] == [
+        "--flink-conf", "state.backend.type=hashmap", "--flink-conf", "a=1", "--flink-conf", "b=2"]
     assert "--bounded" in argv and "--fresh" not in argv and argv[argv.index("--events-topic") + 1] == "t"
 
 
