@@ -8,7 +8,7 @@ usage events (JSON as producers send it; 0.5% dead letters, 0.5% re-deliveries, 
 providers with cached and reasoning tokens, 500 users) to a 4-partition topic, then, in the
 same run:
 - the baseline: benchmarks/baseline_consumer.py, one Python process doing the same work;
-- the pipeline job in continuous mode (validate, price, deduplicate, sessionize; exactly once,
+- the pipeline in continuous mode (price job and sessionize job side by side, exactly once,
   checkpoints every 5 s), at parallelism 1 and 2, until every call is priced.
 BENCH_JOB_OPTIONS='{"dedup_ttl": "1h"}' passes job options; BENCH_PARALLELISM='2' picks one.
 
@@ -222,10 +222,10 @@ def run(settings, parallelism: int, group: str, topics: dict, expected: int) -> 
                 raise SystemExit("the job did not price every call within 30 minutes")
             time.sleep(0.5)
         done = time.monotonic()
-        price_checkpoints = checkpoints / "continuous"
+        price_checkpoints = checkpoints / "price" / "continuous"
         first_checkpoint = checkpoint_bytes(price_checkpoints)
         time.sleep(12)  # two more checkpoints: the newest one holds every id
-        state = max(checkpoint_bytes(price_checkpoints), first_checkpoint)  # (and the open sessions)
+        state = max(checkpoint_bytes(price_checkpoints), first_checkpoint)
     finally:
         job.stop()
         watch.done.set()

@@ -49,6 +49,19 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     return parser
 
 
+def add_event_time_arguments(parser) -> None:
+    """The event-time options of both pipeline jobs (pipeline.py passes one value to both)."""
+    parser.add_argument("--out-of-orderness", type=duration_ms, default="5min",
+                        help="how far behind the newest call time a call may arrive and still join its "
+                        "session; later calls are marked late and become session corrections (default 5min)")
+    parser.add_argument("--idle-timeout", type=duration_ms, default="5s",
+                        help="a partition without new records stops holding the watermark back after this "
+                        "(default 5s); until then the joins and windows hold every call read meanwhile")
+    parser.add_argument("--watermark-emit", choices=("on-periodic", "on-event"), default="on-periodic",
+                        help="on-event advances the watermark after every record: slower, but which call is late "
+                        "no longer depends on timing (tests)")
+
+
 def table_environment(args, job_name: str):
     from pyflink.table import EnvironmentSettings, TableEnvironment
 

@@ -119,7 +119,7 @@ def test_killed_job_resumes_from_its_checkpoint_exactly_once(settings, new_topic
     now = datetime.now(UTC).replace(microsecond=0)
     stream = Stream(settings.bootstrap_servers, events, start=now - timedelta(days=1))
     out, closed, dead = (Tail(settings.bootstrap_servers, t) for t in (priced, sessions, dlq))
-    checkpoints = settings.state_path / "flink" / "checkpoints" / "pipeline" / "continuous"
+    checkpoints = settings.state_path / "flink" / "checkpoints" / "pipeline" / "price" / "continuous"
     clock = Clock(settings.bootstrap_servers, events, stream)
 
     stream.start()
@@ -137,8 +137,10 @@ def test_killed_job_resumes_from_its_checkpoint_exactly_once(settings, new_topic
         wait_for(lambda: len(out.poll()) > before, 300, "output after the restart")
         stream.stopped.set()
         stream.join(30)
-        # A session closes once the watermark passes it: a clock ticking calls of now moves it
-        # past the whole stream; its own calls may or may not be out by the end.
+        # A call is priced once the price job's watermark passes it (through four chained joins,
+        # a few watermark steps), and a session closes once the sessionize job's watermark, which
+        # the priced calls carry, passes it. A clock ticking calls of now moves both past the
+        # whole stream; its own calls may or may not be out by the end.
         clock.start()
         wait_for(lambda: len(set(stream.valid) - {r["event_id"] for r in out.poll()}) == 0, 300, "every call priced")
         users = lambda: sum(s["calls"] for s in closed.poll() if s["user_id"] != "clock")  # noqa: E731

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.unit
 
 sys.path.insert(0, str(PROJECT_ROOT / "jobs"))
 import common  # noqa: E402  jobs/common.py imports only the standard library at module level
-import pipeline  # noqa: E402
+import price  # noqa: E402
 
 
 def args(**values) -> argparse.Namespace:
@@ -26,13 +26,12 @@ def args(**values) -> argparse.Namespace:
 
 def test_statements_split_on_semicolons_outside_literals():
     statements = common.render_sql(
-        "pipeline", events_options="'a' = 'x;y'", prices_bootstrap="k:9092", prices_topic="p;q", priced_options="'d' = 'e'",
-        sessions_options="'h' = 'i'", dlq_options="'f' = 'g'", out_of_orderness="INTERVAL '1' MINUTE",
-        session_gap="INTERVAL '30' MINUTE",
+        "price", events_options="'a' = 'x;y'", prices_bootstrap="k:9092", prices_topic="p;q", priced_options="'d' = 'e'",
+        dlq_options="'f' = 'g'", price_delay="INTERVAL '1' SECOND", session_lateness="INTERVAL '1' MINUTE",
         watermark_emit="on-event",
     )  # fmt: skip
     assert statements[0].startswith("CREATE TABLE events_src") and "'a' = 'x;y'" in statements[0]
-    assert sum(s.startswith("INSERT") for s in statements) == 3
+    assert sum(s.startswith("INSERT") for s in statements) == 2
     assert any("'k:9092', 'p;q'" in s for s in statements)  # the literal's semicolon did not split it
     assert not any("--" in s for s in statements)
 
@@ -65,7 +64,7 @@ def test_sql_intervals_are_exact_to_the_millisecond():
 def test_the_dedup_ttl_goes_on_the_event_id_deduplication_only():
     node = {"type": "stream-exec-deduplicate_1", "isRowtime": False, "state": [{"ttl": "0 ms"}]}
     plan = {"nodes": [node | {"keepLastRow": False}, node | {"keepLastRow": True}, {"type": "stream-exec-temporal-join_1"}]}
-    edited = json.loads(pipeline.with_dedup_ttl(json.dumps(plan), 86_400_000))["nodes"]
+    edited = json.loads(price.with_dedup_ttl(json.dumps(plan), 86_400_000))["nodes"]
     assert [n.get("state") for n in edited] == [[{"ttl": "86400000 ms"}], [{"ttl": "0 ms"}], None]
 
 

@@ -1,6 +1,5 @@
--- The pipeline job: usage.events -> validate -> price -> deduplicate -> usage.priced (and
--- usage.dlq), and the priced calls -> session windows -> usage.sessions, in event time, exactly
--- once. jobs/README.md says what goes in and out, and why; pipeline.py runs it.
+-- The price job: usage.events -> validate -> deduplicate -> price -> usage.priced (and usage.dlq),
+-- in event time, exactly once. jobs/README.md says what goes in and out, and why; price.py runs it.
 -- Placeholders (dollar-brace names) are filled from the command line. Each CREATE TEMPORARY
 -- VIEW becomes a Table object, so a view that several INSERTs read is planned once.
 
@@ -10,8 +9,9 @@
 -- The rowtime is read from the raw JSON (YM_EVENT_TIME) because a watermark can only be
 -- declared here; a missing, bad or more-than-5-minutes-ahead time is the epoch, which never
 -- moves the watermark. Pricing does not wait for it (YM_PRICE prices each call as it comes);
--- the session windows do: it trails the newest call by --out-of-orderness, and a call behind
--- it is late (is_late below) and becomes a session correction instead.
+-- it trails the newest call by --price-delay (1 s) and travels with each priced call, which
+-- the sessionize job's watermark follows. The sessions' minutes of out-of-orderness are
+-- applied as a lateness flag (is_late below) and by the sessionize job.
 CREATE TABLE events_src (
   `value`     BYTES,
   `topic`     STRING METADATA VIRTUAL,
@@ -19,7 +19,7 @@ CREATE TABLE events_src (
   `offset`    BIGINT METADATA VIRTUAL,
   occurred_at AS YM_EVENT_TIME(`value`),
   proc_time   AS PROCTIME(),
-  WATERMARK FOR occurred_at AS occurred_at - ${out_of_orderness}
+  WATERMARK FOR occurred_at AS occurred_at - ${price_delay}
 ) WITH (
   ${events_options},
   'format' = 'raw',
@@ -86,6 +86,7 @@ CREATE TABLE priced_sink (
   list_cost_usd        STRING,
   cost_usd             STRING,
   is_late              BOOLEAN,
+  priced_watermark     STRING,
   source_topic         STRING,
   source_partition     INT,
   source_offset        BIGINT
@@ -93,41 +94,6 @@ CREATE TABLE priced_sink (
   ${priced_options},
   'key.format' = 'raw',
   'key.fields' = 'event_id',
-  'value.format' = 'json',
-  'value.fields-include' = 'ALL'
-);
-
--- One row per closed session, or per late call (is_correction: merge it into its session).
-CREATE TABLE sessions_sink (
-  session_uid        STRING,
-  session_key        STRING,
-  is_correction      BOOLEAN,
-  org_id             STRING,
-  team               STRING,
-  user_id            STRING,
-  app                STRING,
-  session_id         STRING,
-  started_at         STRING,
-  ended_at           STRING,
-  calls              BIGINT,
-  errors             BIGINT,
-  cancelled          BIGINT,
-  retries            BIGINT,
-  unpriced_calls     BIGINT,
-  input_tokens       BIGINT,
-  cache_read_tokens  BIGINT,
-  cache_write_tokens BIGINT,
-  output_tokens      BIGINT,
-  reasoning_tokens   BIGINT,
-  tool_calls         BIGINT,
-  max_input_tokens   BIGINT,
-  models_used        ARRAY<STRING>,
-  list_cost_usd      STRING,
-  cost_usd           STRING
-) WITH (
-  ${sessions_options},
-  'key.format' = 'raw',
-  'key.fields' = 'session_uid',
   'value.format' = 'json',
   'value.fields-include' = 'ALL'
 );
@@ -171,26 +137,16 @@ LATERAL TABLE(YM_PRICE(
 CREATE TEMPORARY VIEW calls AS
 SELECT
   *,
-  -- Behind the watermark (more than --out-of-orderness behind the newest call): too late for
-  -- its session window, which would drop it without a trace, so it becomes a correction row
-  -- that dbt merges into its session. Decided once, here: a call found on time reaches the
-  -- window before any watermark past it (records and watermarks keep their order per channel).
-  (occurred_at <= CURRENT_WATERMARK(occurred_at)) IS TRUE AS is_late
+  -- More than --out-of-orderness behind the newest call: too late for its session, which is
+  -- emitted as a correction (sessionize.sql). Decided here, in arrival order.
+  (occurred_at <= CURRENT_WATERMARK(occurred_at) - ${session_lateness}) IS TRUE AS is_late,
+  -- This job's watermark when the call passed (null before the first one); the sessionize
+  -- job's watermark follows it.
+  CURRENT_WATERMARK(occurred_at) AS priced_watermark
 FROM (
   SELECT *, ROW_NUMBER() OVER (PARTITION BY event_id ORDER BY proc_time ASC) AS row_num
   FROM calls_priced)
 WHERE row_num = 1;
-
--- === sessions =================================================================================
-
-CREATE TEMPORARY VIEW calls_on_time AS
-SELECT
-  session_key, occurred_at, org_id, team, user_id, app, session_id, status, retry_of, price_id, model,
-  input_tokens, cache_read_tokens, cache_write_tokens, output_tokens, reasoning_tokens, tool_calls,
-  CAST(list_cost_usd AS DECIMAL(31, 15)) AS list_cost,
-  CAST(cost_usd AS DECIMAL(38, 21)) AS cost
-FROM calls
-WHERE NOT is_late;
 
 -- === outputs ==================================================================================
 
@@ -211,47 +167,6 @@ SELECT
   trace_id, latency_ms, status, error_type, retry_of, tool_calls, attributes, session_key,
   pricing_status, price_id, is_context_tier, discount_id, discount_pct, cost_input_usd,
   cost_cache_read_usd, cost_cache_write_usd, cost_output_usd, cost_reasoning_usd, list_cost_usd,
-  cost_usd, is_late,
+  cost_usd, is_late, DATE_FORMAT(priced_watermark, 'yyyy-MM-dd''T''HH:mm:ss.SSS''Z'''),
   source_topic, source_partition, source_offset
 FROM calls;
-
--- A session closes when the watermark passes its last call + the gap. Its uid is md5(key |
--- start): the same calls give the same uid; start is the first call, which only moves while
--- the session is open (an on-time call may extend it backwards).
-INSERT INTO sessions_sink
-SELECT
-  MD5(session_key || '|' || DATE_FORMAT(window_start, 'yyyy-MM-dd''T''HH:mm:ss.SSS''Z''')) AS session_uid,
-  session_key,
-  FALSE AS is_correction,
-  MIN(org_id), MIN(team), MIN(user_id), MIN(app), MIN(session_id),
-  DATE_FORMAT(MIN(occurred_at), 'yyyy-MM-dd''T''HH:mm:ss.SSS''Z'''),
-  DATE_FORMAT(MAX(occurred_at), 'yyyy-MM-dd''T''HH:mm:ss.SSS''Z'''),
-  COUNT(*),
-  SUM(CASE WHEN status = 'error' THEN 1 ELSE 0 END),
-  SUM(CASE WHEN status = 'cancelled' THEN 1 ELSE 0 END),
-  SUM(CASE WHEN retry_of IS NOT NULL THEN 1 ELSE 0 END),
-  SUM(CASE WHEN price_id IS NULL THEN 1 ELSE 0 END),
-  SUM(input_tokens), SUM(cache_read_tokens), SUM(cache_write_tokens), SUM(output_tokens),
-  SUM(reasoning_tokens), SUM(tool_calls), MAX(input_tokens),
-  ARRAY_SORT(ARRAY_AGG(DISTINCT model)),
-  CAST(SUM(list_cost) AS STRING),
-  CAST(SUM(cost) AS STRING)
-FROM TABLE(SESSION(TABLE calls_on_time PARTITION BY session_key, DESCRIPTOR(occurred_at), ${session_gap}))
-GROUP BY session_key, window_start, window_end
-UNION ALL
--- A late call, alone: the warehouse adds it to the session of the same session_key whose
--- [started_at - gap, ended_at + gap] holds its time (or counts it as a session of its own).
-SELECT
-  MD5('late|' || event_id), session_key, TRUE, org_id, team, user_id, app, session_id,
-  DATE_FORMAT(occurred_at, 'yyyy-MM-dd''T''HH:mm:ss.SSS''Z'''),
-  DATE_FORMAT(occurred_at, 'yyyy-MM-dd''T''HH:mm:ss.SSS''Z'''),
-  CAST(1 AS BIGINT),
-  CAST(CASE WHEN status = 'error' THEN 1 ELSE 0 END AS BIGINT),
-  CAST(CASE WHEN status = 'cancelled' THEN 1 ELSE 0 END AS BIGINT),
-  CAST(CASE WHEN retry_of IS NOT NULL THEN 1 ELSE 0 END AS BIGINT),
-  CAST(CASE WHEN price_id IS NULL THEN 1 ELSE 0 END AS BIGINT),
-  input_tokens, cache_read_tokens, cache_write_tokens, output_tokens, reasoning_tokens,
-  tool_calls, input_tokens, ARRAY[model],
-  list_cost_usd, cost_usd
-FROM calls
-WHERE is_late;
