@@ -1,5 +1,5 @@
 """The rules over the dbt marts (built by `yieldmeter transform`): budget burn, cost per
-outcome regression, tokenmaxxing. Registered in :data:`yieldmeter.alerts.rules.RULES` on import,
+outcome regression, tokenmaxxing. Registered in :data:`yieldmeter.alerts.registry.RULES` on import,
 like the rollup rules; each is skipped (not failed) while its mart table does not exist.
 
 The marts are rebuilt by dbt, not per call, so these rules judge the marts as last built:
@@ -17,7 +17,7 @@ from clickhouse_connect.driver.client import Client
 from pydantic import Field, model_validator
 
 from yieldmeter.alerts.model import Finding, Severity, evaluated_hour, format_value, sql_string, utc
-from yieldmeter.alerts.rules import RuleParams, _settle, _title, rule
+from yieldmeter.alerts.registry import RuleParams, rule, settle, title
 
 if TYPE_CHECKING:
     from yieldmeter.alerts.config import AlertsConfig
@@ -69,7 +69,7 @@ def budget_burn(client: Client, config: AlertsConfig, now: datetime) -> list[Fin
     over critical_share (100%). The projection is the mart's: month-to-date spend scaled by the
     share of the month elapsed at the mart's as_of.
     """
-    day = evaluated_hour(now, _settle(config)).date()
+    day = evaluated_hour(now, settle(config)).date()
     findings = []
     for org, team, month, budget, to_date, projected, elapsed, as_of, standing in client.query(
         BUDGET_SQL, parameters={"day": day}
@@ -88,7 +88,7 @@ def budget_burn(client: Client, config: AlertsConfig, now: datetime) -> list[Fin
                 rule="budget_burn",
                 entity=entity,
                 severity=Severity.CRITICAL if projected > params.critical_share * budget else Severity.WARNING,
-                title=_title("Budget burn", entity),
+                title=title("Budget burn", entity),
                 value=projected,
                 baseline=Decimal(budget),
                 threshold=threshold,
@@ -144,7 +144,7 @@ def cost_per_outcome_regression(client: Client, config: AlertsConfig, now: datet
     Weeks are the last 7 complete days and the 7 before them (value_metrics_daily), per org,
     team, app and outcome type; only fully priced weeks are compared.
     """
-    end = evaluated_hour(now, _settle(config)).date()  # the day of the last settled hour counts only once complete
+    end = evaluated_hour(now, settle(config)).date()  # the day of the last settled hour counts only once complete
     start = end - timedelta(days=7)
     findings = []
     for org, team, app, outcome, cost_now, wins_now, cost_before, wins_before, _ in client.query(
@@ -164,7 +164,7 @@ def cost_per_outcome_regression(client: Client, config: AlertsConfig, now: datet
                 rule="cost_per_outcome_regression",
                 entity=entity,
                 severity=Severity.CRITICAL if value > params.critical_ratio * baseline else Severity.WARNING,
-                title=_title("Cost per outcome up", entity),
+                title=title("Cost per outcome up", entity),
                 value=value,
                 baseline=baseline,
                 threshold=threshold,
@@ -235,7 +235,7 @@ def tokenmaxxing(client: Client, config: AlertsConfig, now: datetime) -> list[Fi
     """A user, team or app flagged by tokenmaxxing_signals: tokens high or rising against
     peers while outcome yield is low. One incident per flagged entity, with the evidence of
     its latest flagged week (volume and yield against the peer medians, z-scores, growth)."""
-    day = evaluated_hour(now, _settle(config)).date()
+    day = evaluated_hour(now, settle(config)).date()
     variants = [p for p in config.variants("tokenmaxxing") if p.enabled]
     if not variants:
         return []
@@ -263,7 +263,7 @@ def tokenmaxxing(client: Client, config: AlertsConfig, now: datetime) -> list[Fi
                 rule="tokenmaxxing",
                 entity=entity,
                 severity=Severity.CRITICAL if weeks_flagged >= params.critical_weeks else Severity.WARNING,
-                title=_title("Tokenmaxxing", entity),
+                title=title("Tokenmaxxing", entity),
                 value=tokens,
                 baseline=peer_tokens,  # the peers' median volume that week
                 threshold=peer_tokens,  # a flag needs volume at or above the peer median
