@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     topic_priced: TopicName = Field("usage.priced", description="Priced calls (Flink writes).")
     topic_sessions: TopicName = Field("usage.sessions", description="Closed sessions (Flink writes).")
     topic_dlq: TopicName = Field("usage.dlq", description="Dead letters: invalid input with its reason.")
+    topic_budgets: TopicName = Field("usage.budgets", description="Spend budgets, compacted, keyed by budget id.")
+    topic_controls: TopicName = Field(
+        "usage.controls", description="Budget decisions per scope for gateways, compacted, keyed by budget id (Flink writes)."
+    )
 
     ingest_batch_size: int = Field(
         20_000, ge=1, le=1_000_000, description="Most records the warehouse ingest inserts per batch."
@@ -158,6 +162,8 @@ class Settings(BaseSettings):
             "priced": self.topic_priced,
             "sessions": self.topic_sessions,
             "dlq": self.topic_dlq,
+            "budgets": self.topic_budgets,
+            "controls": self.topic_controls,
         }
 
 
