@@ -1,5 +1,5 @@
 """The alert rules over the rollups and raw tables: spend spike, error-rate spike, unpriced
-model, dead-letter spike.
+model, dead-letter spike, budget control (the controls job's decisions).
 
 Each is registered in :mod:`yieldmeter.alerts.registry` (which says what a rule is). The SQL
 computes the numbers per entity; Python applies the thresholds, because thresholds differ per
@@ -19,7 +19,7 @@ from clickhouse_connect.driver.client import Client
 from pydantic import Field, model_validator
 
 from yieldmeter.alerts.model import (
-    Finding, Severity, evaluated_hour, format_value, sql_string, sql_time,
+    Finding, Severity, evaluated_hour, format_value, sql_string, sql_time, utc,
 )
 from yieldmeter.alerts.registry import PLANNED, RULES, RuleParams, RuleSpec, rule, settle, title
 
@@ -447,6 +447,79 @@ def dead_letter_spike(client: Client, config: AlertsConfig, now: datetime) -> li
                     f"FROM dead_letters FINAL\nWHERE source_topic = {sql_string(topic)}\n"
                     f"  AND rejected_at >= {sql_time(hour)} AND rejected_at < {sql_time(hour + timedelta(hours=1))}\n"
                     "GROUP BY reason ORDER BY dead_letters DESC"
+                ),
+            )
+        )
+    return findings
+
+
+# --- budget controls -------------------------------------------------------------------------
+
+
+class BudgetControlParams(RuleParams):
+    states: tuple[Literal["warn", "throttle", "block"], ...] = Field(
+        ("warn", "throttle", "block"), description="Control states that open an incident (warn: past warn_at_pct)."
+    )
+
+
+CONTROLS_SQL = """
+SELECT c.budget_id, c.org_id, c.team, c.user_id, c.app, c.api_key, c.period, c.time_zone, c.period_start,
+       c.period_end, c.state, c.action, c.limit_usd, c.spent_usd, c.warn_at_pct, c.calls, c.unpriced_calls,
+       c.reason, c.updated_at
+FROM controls AS c FINAL
+-- a deleted budget's control is withdrawn (FINAL leaves the deleted budget out)
+INNER JOIN (SELECT budget_id FROM budgets FINAL) AS b ON b.budget_id = c.budget_id
+WHERE c.period_start <= {now:DateTime64(3, 'UTC')} AND c.period_end > {now:DateTime64(3, 'UTC')}
+ORDER BY c.budget_id
+"""
+
+
+@rule("budget_control", BudgetControlParams, tables=("controls", "budgets"),
+      remedy="run `yieldmeter migrate`, and `yieldmeter run` with budgets set (`yieldmeter budgets set`)")
+def budget_control(client: Client, config: AlertsConfig, now: datetime) -> list[Finding]:
+    """A budget's scope past its warning, throttled or blocked, as the controls job decided it.
+
+    Reads the latest control of each budget (usage.controls, ingested as the table controls):
+    the same decision the gateways apply, so Slack says what the gateways do. One incident per
+    budget, open while its period lasts; warning for warn, critical for throttle and block.
+    """
+    findings = []
+    for (budget_id, org, team, user, app, api_key, period, zone, start, end, state, action, limit, spent, warn_pct,
+         calls, unpriced, reason, updated) in client.query(CONTROLS_SQL, parameters={"now": now}).result_rows:
+        params = config.params("budget_control", org, team)
+        if not params.enabled or state not in params.states:
+            continue
+        scope = {"team": team, "user": user, "app": app, "api_key": api_key}
+        entity = {"org": org, **{name: value for name, value in scope.items() if value}, "period": period}
+        threshold = Decimal(limit) if state != "warn" else Decimal(limit) * Decimal(warn_pct) / 100
+        findings.append(
+            Finding(
+                rule="budget_control",
+                entity=entity,
+                severity=Severity.WARNING if state == "warn" else Severity.CRITICAL,
+                title=title(f"Budget {'warning' if state == 'warn' else state}", entity),
+                value=Decimal(spent),
+                baseline=Decimal(limit),
+                threshold=threshold,
+                unit=f"USD/{period}",
+                observed_at=utc(start),
+                summary=reason,
+                details={
+                    "Spent": format_value(Decimal(spent), "USD"),
+                    "Budget": f"{format_value(Decimal(limit), 'USD')} a {period}, then {action}",
+                    "Period": f"{utc(start):%Y-%m-%d %H:%M} to {utc(end):%Y-%m-%d %H:%M} UTC ({zone})",
+                    "Calls": f"{calls:,}" + (f", {unpriced:,} without a price (not in the spend)" if unpriced else ""),
+                    "Decided at": f"{utc(updated):%Y-%m-%d %H:%M:%S} UTC",
+                },
+                query=(
+                    "SELECT team, user_id, app, model, count() AS calls, sum(cost_usd) AS cost_usd,\n"
+                    "       countIf(pricing_status != 'priced') AS unpriced_calls\n"
+                    f"FROM calls FINAL\nWHERE org_id = {sql_string(org)}"
+                    + "".join(f" AND {column} = {sql_string(value)}"
+                              for column, value in (("team", team), ("user_id", user), ("app", app)) if value)
+                    + (f" AND attributes['api_key'] = {sql_string(api_key)}" if api_key else "")
+                    + f"\n  AND occurred_at >= {sql_time(utc(start))} AND occurred_at < {sql_time(utc(end))}\n"
+                    "GROUP BY team, user_id, app, model ORDER BY cost_usd DESC"
                 ),
             )
         )

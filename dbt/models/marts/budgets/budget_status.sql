@@ -8,7 +8,12 @@ with as_of as (
 ),
 
 budgets as (
-    select * from {{ ref('budgets') }}
+    -- the monthly spend budgets of an org or of one of its teams (`yieldmeter budgets set`), as
+    -- standing budgets; a budget narrowed to a user, app or key, or per day, is the controls
+    -- job's alone (usage.controls). Months here are UTC months, whatever the budget's time zone.
+    select org_id, if(team = '', '*', team) as team, '*' as month, limit_usd as budget_usd
+    from {{ ref('stg_budgets') }}
+    where kind = 'spend' and period = 'month' and user_id = '' and app = '' and api_key = ''
 ),
 
 months as (

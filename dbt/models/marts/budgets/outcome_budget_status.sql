@@ -4,7 +4,10 @@
 -- calls whose session had (or whose app usually has) the outcome type, over its successful
 -- outcomes of that type in the month.
 with budgets as (
-    select * from {{ ref('outcome_budgets') }}
+    -- cost_per_outcome budgets (`yieldmeter budgets set --kind cost_per_outcome`)
+    select org_id, if(team = '', '*', team) as team, app, outcome_type, limit_usd as max_cost_per_outcome_usd
+    from {{ ref('stg_budgets') }}
+    where kind = 'cost_per_outcome'
 ),
 
 spend as (
