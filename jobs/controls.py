@@ -50,12 +50,13 @@ def controls_options(args) -> str:
 
 def build_pipeline(t_env, args):
     """Register the tables and views; return the statement set of the controls INSERT."""
-    config = t_env.get_config()
-    # Aggregate in small batches: at thousands of calls a second, one update per quarter hour
-    # and budget per batch instead of a retraction and an insert per call.
-    config.set("table.exec.mini-batch.enabled", "true")
-    config.set("table.exec.mini-batch.allow-latency", f"{args.mini_batch} ms")
-    config.set("table.exec.mini-batch.size", "5000")
+    if args.mini_batch:
+        # Aggregate in small batches: at thousands of calls a second, one update per quarter
+        # hour and budget per batch instead of a retraction and an insert per call.
+        config = t_env.get_config()
+        config.set("table.exec.mini-batch.enabled", "true")
+        config.set("table.exec.mini-batch.allow-latency", f"{args.mini_batch} ms")
+        config.set("table.exec.mini-batch.size", "5000")
     call_start, call_end = period_sql("local_time", "`period`", "time_zone")  # PERIOD is a keyword
     now = "CONVERT_TZ(DATE_FORMAT(CURRENT_TIMESTAMP, 'yyyy-MM-dd HH:mm:ss'), 'UTC', b.time_zone)"
     now_start, now_end = period_sql(now, "b.`period`", "b.time_zone")
@@ -64,7 +65,10 @@ def build_pipeline(t_env, args):
         # Both from the beginning on a fresh start: a budget's period began before this run, and
         # a budget set later must find the calls before it. Restored from a checkpoint, both
         # continue where they were.
-        priced_options=kafka_options(args, args.priced_topic, source=True, from_start=True),
+        # A read_committed fetch waits for data past the last commit for up to fetch.max.wait.ms
+        # (500 ms by default): a committed transaction would often be read half a second late.
+        priced_options=kafka_options(args, args.priced_topic, source=True, from_start=True)
+        + ",\n  'properties.fetch.max.wait.ms' = '50'",
         budgets_options=kafka_options(args, args.budgets_topic, source=True, from_start=True),
         controls_options=controls_options(args),
         state_ttl=f"{args.state_ttl} ms",
@@ -81,7 +85,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--flush-interval", type=duration_ms, default="200ms",
                         help="the controls sink sends what changed at least this often (default 200ms)")
     parser.add_argument("--mini-batch", type=duration_ms, default="100ms",
-                        help="the aggregations' mini-batch latency (default 100ms)")
+                        help="the aggregations' mini-batch latency; 0ms turns mini-batches off (default 100ms)")
     parser.add_argument("--state-ttl", type=duration_ms, default="62d",
                         help="spend per quarter hour is kept this long after its last call; longer than the "
                         "longest period (a month), so a late call still lands in its period (default 62d)")

@@ -93,10 +93,24 @@ class Settings(BaseSettings):
     )
 
     flink_parallelism: int = Field(2, ge=1, le=256, description="Parallelism of the Flink jobs.")
+    flink_checkpoint_interval: str = Field(
+        "5s",
+        description="How often the Flink jobs checkpoint, e.g. 5s or 1s: also how often their exactly-once Kafka "
+        "output is committed and so becomes visible (spend controls lag the calls by about this much).",
+    )
     flink_python: Path | None = Field(
         None,
         description="Python of the Flink environment (apache-flink). Default: <project>/.venv-flink/bin/python.",
     )
+
+    @field_validator("flink_checkpoint_interval")
+    @classmethod
+    def _interval(cls, value: str) -> str:
+        import re
+
+        if not re.fullmatch(r"[1-9]\d*\s*(ms|s|min)", value.strip()):
+            raise ValueError("a duration such as 5s, 1s, 500ms or 1min")
+        return value.strip()
 
     @field_validator("kafka_bootstrap")
     @classmethod
