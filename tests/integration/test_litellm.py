@@ -75,6 +75,15 @@ def publish_prices(config) -> None:
     assert producer.flush(30) == 0
 
 
+# Claude through LiteLLM: cache reads and writes, both part of prompt_tokens (LiteLLM's usage).
+ANTHROPIC_RESPONSE = {
+    "model": "claude-sonnet-4-5-20250929",
+    "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "Done."}}],
+    "usage": {"prompt_tokens": 1500, "completion_tokens": 100, "total_tokens": 1600,
+              "cache_creation_input_tokens": 300, "cache_read_input_tokens": 200},
+}
+
+
 def fresh(settings):
     run = uuid.uuid4().hex[:8]
     return settings.model_copy(update={f"topic_{key}": f"litellm.{run}.{key}" for key in settings.topics})
@@ -104,6 +113,8 @@ def test_every_call_is_sent_as_a_usage_event(settings):
             stream = await litellm.acompletion(model="anthropic/claude-sonnet-4-5", messages=MESSAGES, stream=True,
                                                mock_response="Streamed answer in words", metadata={"team": "support"})
             chunks = [chunk async for chunk in stream]
+            await litellm.acompletion(model="anthropic/claude-sonnet-4-5", messages=MESSAGES,
+                                      mock_response=ANTHROPIC_RESPONSE, metadata={"team": "research"})
             with pytest.raises(litellm.RateLimitError):
                 await litellm.acompletion(model="gpt-4o", messages=MESSAGES, metadata={"team": "sales"},
                                           mock_response=litellm.RateLimitError("slow down", "openai", "gpt-4o"))
@@ -122,8 +133,8 @@ def test_every_call_is_sent_as_a_usage_event(settings):
         litellm.callbacks, litellm.cache = [], None
         ym.close()
 
-    sent = {e["event_id"]: e for e in events(config, 6)}
-    assert len(sent) == 6, sorted(sent)
+    sent = {e["event_id"]: e for e in events(config, 7)}
+    assert len(sent) == 7, sorted(sent)
     main = next(e for e in sent.values() if e["session_id"] == "ticket-1")
     assert {k: main[k] for k in ("org_id", "team", "user_id", "app", "session_id", "feature", "provider",
                                   "request_model", "response_model", "operation", "status")} == {
@@ -132,6 +143,10 @@ def test_every_call_is_sent_as_a_usage_event(settings):
         "operation": "chat", "status": "ok"}
     assert (main["input_tokens"], main["cache_read_tokens"], main["output_tokens"], main["reasoning_tokens"]) == (
         1000, 300, 200, 50)
+    claude = next(e for e in sent.values() if e["team"] == "research")
+    assert (claude["provider"], claude["response_model"], claude["input_tokens"], claude["cache_read_tokens"],
+            claude["cache_write_tokens"], claude["output_tokens"]) == (
+        "anthropic", "claude-sonnet-4-5-20250929", 1500, 200, 300, 100)
     streamed = next(e for e in sent.values() if e["attributes"].get("litellm_stream") == "true")
     assert streamed["provider"] == "anthropic" and streamed["input_tokens"] > 0 and streamed["output_tokens"] > 0
     assert chunks and streamed["user_id"] == "anonymous" and streamed["team"] == "support"
