@@ -99,8 +99,10 @@ def main() -> None:
                         help="YIELDMETER_FLINK_CHECKPOINT_INTERVAL for this run: how often the price job "
                         "commits its output (default 5s, `yieldmeter run`'s default)")
     parser.add_argument("--parallelism", type=int, default=2)
-    parser.add_argument("--mini-batch", default="100ms", help="the controls job's mini-batch latency (0ms: off)")
-    parser.add_argument("--flush-interval", default="200ms", help="the controls sink's flush interval")
+    parser.add_argument("--mini-batch", default="200ms", help="the controls job's mini-batch latency (0ms: off)")
+    parser.add_argument("--flush-interval", default="0ms", help="the controls sink's flush interval (0ms: none)")
+    parser.add_argument("--flink-conf", action="append", default=[], metavar="KEY=VALUE",
+                        help="a Flink option for every job of the pipeline (repeatable)")
     args = parser.parse_args()
 
     with bench_settings("ym-bench-controls-") as base:
@@ -123,7 +125,7 @@ def main() -> None:
               f"{args.checkpoint_interval}) …", flush=True)
         started = time.monotonic()
         job = start_pipeline(settings, bounded=False, group_id=f"bench-{run}", mini_batch=args.mini_batch,
-                             flush_interval=args.flush_interval)
+                             flush_interval=args.flush_interval, flink_conf=args.flink_conf)
         cache = ControlsCache(settings, ControlsSettings(), on_update=on_update)
         watcher = PricedWatcher(settings)
         watcher.start()
@@ -179,7 +181,7 @@ def main() -> None:
         achieved = total / (max(t for times in sent.values() for t in times) - first)
         print(f"\n{total:,} calls at {achieved:,.0f}/s (asked {args.rate:,}/s), checkpoints every "
               f"{args.checkpoint_interval}, parallelism {args.parallelism}, controls mini-batch {args.mini_batch}, "
-              f"flush {args.flush_interval}; "
+              f"flush {args.flush_interval}{''.join(f', {c}' for c in args.flink_conf)}; "
               f"{missing} call(s) never counted in a control within 120 s")
         print(f"  call -> control in the gateway's cache: {describe(control_latency)}")
         print(f"  baseline, call -> priced record visible (read_committed): {describe(priced_latency)}")
