@@ -130,7 +130,8 @@ def test_every_call_is_sent_as_a_usage_event(settings):
         time.sleep(1)
         ym.producer.flush(10)
     finally:
-        litellm.callbacks, litellm.cache = [], None
+        forget_callbacks()
+        litellm.cache = None
         ym.close()
 
     sent = {e["event_id"]: e for e in events(config, 7)}
@@ -177,6 +178,18 @@ def test_fail_open_and_fail_closed_when_the_controls_cannot_be_read(settings):
 # --- through the pipeline ----------------------------------------------------------------------
 
 
+@dataclass
+class Pipeline:
+    config: object
+    job: object
+
+
+def forget_callbacks() -> None:
+    """LiteLLM copies litellm.callbacks into its own lists on the first call; clear those too."""
+    litellm.callbacks = []
+    litellm.logging_callback_manager._reset_all_callbacks()
+
+
 @pytest.fixture(scope="module")
 def pipeline(kafka, tmp_path_factory):
     """The continuous pipeline (price, sessionize, controls) on fresh topics with the price catalog."""
@@ -195,7 +208,7 @@ def pipeline(kafka, tmp_path_factory):
             assert job.process.poll() is None, job.log_tail()
             assert time.monotonic() < deadline, "the controls job did not publish within 240s\n" + job.log_tail()
             time.sleep(1)
-        yield config
+        yield Pipeline(config, job)
     finally:
         job.stop()
 
@@ -239,8 +252,9 @@ def test_a_team_over_budget_is_blocked_within_seconds_and_50_concurrent_calls_ov
         pipeline, capsys):
     limit = Decimal("0.50")
     budget = Budget(org_id="acme", team="a-team", limit_usd=limit, action="block")
-    publish_budgets([budget, Budget(org_id="acme", team="b-team", limit_usd=Decimal(1000), action="block")], pipeline)
-    ym = YieldmeterLogger(pipeline, litellm_settings=LiteLLMSettings(org_id="acme", app="agents"))
+    config = pipeline.config
+    publish_budgets([budget, Budget(org_id="acme", team="b-team", limit_usd=Decimal(1000), action="block")], config)
+    ym = YieldmeterLogger(config, litellm_settings=LiteLLMSettings(org_id="acme", app="agents"))
     litellm.callbacks = [ym]
     blocked_at: list[float] = []
     ym.controls.on_update = lambda key, control: (
@@ -269,12 +283,13 @@ def test_a_team_over_budget_is_blocked_within_seconds_and_50_concurrent_calls_ov
         asyncio.run(run())
         (final,) = ym.controls.controls_for("acme", "a-team")
     finally:
-        litellm.callbacks = []
+        forget_callbacks()
         ym.close()
 
-    assert blocked_at, "a-team was never blocked"
+    assert blocked_at, (f"a-team was never blocked; its control: {ym.controls.controls_for('acme', 'a-team')}\n"
+                        + pipeline.job.log_tail())
     block = blocked_at[0]
-    costs = priced_costs(pipeline, {event_id for _, _, event_id in a.admitted})
+    costs = priced_costs(config, {event_id for _, _, event_id in a.admitted})
     assert set(costs) == {event_id for _, _, event_id in a.admitted}  # every admitted call priced once
     assert final.calls == len(a.admitted) and final.spent_usd == sum(costs.values())  # counted once, exactly
     # when the spend crossed the limit: the completion of the call that took it there
@@ -298,7 +313,8 @@ def test_a_team_over_budget_is_blocked_within_seconds_and_50_concurrent_calls_ov
 
 
 def test_the_proxy_refuses_a_blocked_team_with_429(pipeline, tmp_path):
-    publish_budgets([Budget(org_id="acme", team="proxy-team", limit_usd=Decimal("0.0005"), action="block")], pipeline)
+    config = pipeline.config
+    publish_budgets([Budget(org_id="acme", team="proxy-team", limit_usd=Decimal("0.0005"), action="block")], config)
     port, key = free_port(), f"sk-test-{uuid.uuid4().hex}"
     (tmp_path / "config.yaml").write_text(
         "model_list:\n"
@@ -307,8 +323,8 @@ def test_the_proxy_refuses_a_blocked_team_with_429(pipeline, tmp_path):
         "litellm_settings:\n"
         "  callbacks: yieldmeter.integrations.litellm.proxy_handler\n")
     env = {**os.environ, "LITELLM_MASTER_KEY": key, "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-           "YIELDMETER_KAFKA_BOOTSTRAP": pipeline.bootstrap_servers, "YIELDMETER_TOPIC_EVENTS": pipeline.topic_events,
-           "YIELDMETER_TOPIC_CONTROLS": pipeline.topic_controls, "YIELDMETER_TOPIC_DLQ": pipeline.topic_dlq,
+           "YIELDMETER_KAFKA_BOOTSTRAP": config.bootstrap_servers, "YIELDMETER_TOPIC_EVENTS": config.topic_events,
+           "YIELDMETER_TOPIC_CONTROLS": config.topic_controls, "YIELDMETER_TOPIC_DLQ": config.topic_dlq,
            "YIELDMETER_LITELLM_ORG_ID": "acme", "YIELDMETER_LITELLM_APP": "gateway"}
     litellm_cli = Path(sys.executable).parent / "litellm"
     log = (tmp_path / "proxy.log").open("wb")
