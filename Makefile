@@ -76,7 +76,7 @@ status: $(APP_OK) ## Show what runs
 	$(APP_VENV)/bin/yieldmeter status
 
 lock: ## Re-resolve requirements/*.lock from pyproject.toml (needs PyPI)
-	rm -rf /tmp/ym-lock && $(PYTHON) -m venv /tmp/ym-lock/app && /tmp/ym-lock/app/bin/pip install -q ".[dev]" \
+	rm -rf /tmp/ym-lock && $(PYTHON) -m venv /tmp/ym-lock/app && /tmp/ym-lock/app/bin/pip install -q ".[dev,litellm]" \
 	  && /tmp/ym-lock/app/bin/pip freeze --exclude yieldmeter > requirements/app.lock
 	$(PYTHON) -m venv /tmp/ym-lock/flink && /tmp/ym-lock/flink/bin/pip install -q "apache-flink==2.2.1" \
 	  && /tmp/ym-lock/flink/bin/pip freeze > requirements/flink.lock

@@ -27,11 +27,11 @@ from confluent_kafka import Producer
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from support import bench_settings, peak_rss_mb  # noqa: E402
 
-from yieldmeter.ingest import WarehouseIngest  # noqa: E402
+from yieldmeter.ingest import ROUTES, WarehouseIngest  # noqa: E402
 from yieldmeter.topics import admin_client, create_topics  # noqa: E402
 from yieldmeter.warehouse import migrate, open_warehouse  # noqa: E402
 
-ROUTED = ("priced", "sessions", "outcomes", "prices", "dlq")
+ROUTED = tuple(route.topic_key for route in ROUTES)  # every topic the ingest reads
 
 
 def priced_json(i: int) -> bytes:

@@ -241,17 +241,19 @@ def udf_jar(model_rules: str | None = None, jars: str = "") -> Path:
     return jar
 
 
-def kafka_options(args, topic: str, *, source: bool) -> str:
+def kafka_options(args, topic: str, *, source: bool, from_start: bool = False) -> str:
     """The WITH (...) options of a Kafka table, filled from the command line.
 
-    A source resumes from its group's committed offsets (from the beginning when it has none).
+    A source resumes from its group's committed offsets (from the beginning when it has none),
+    or with ``from_start`` reads the topic from the beginning on every fresh start (state the
+    job must rebuild whole, as the controls job's budgets and spend).
     """
     options = {"connector": "kafka", "topic": topic, "properties.bootstrap.servers": args.bootstrap}
     if source:
         options |= {
             "properties.group.id": args.group_id,
             "properties.isolation.level": "read_committed",
-            "scan.startup.mode": "group-offsets",
+            "scan.startup.mode": "earliest-offset" if from_start else "group-offsets",
             "properties.auto.offset.reset": "earliest",
         }
         stops = getattr(args, "stop_offsets", {}).get(topic)

@@ -1,11 +1,13 @@
-"""Pipeline: the price job, then the sessionize job on its output, from one driver.
+"""Pipeline: the price job, then the sessionize and controls jobs on its output, from one driver.
 
-Bounded: price runs to the end offsets present at start, then sessionize reads everything the
-price job committed and stops. Continuous: both run side by side until cancelled. Each is its
-own Flink job (own checkpoints under --checkpoint-dir/price and /sessionize), because pricing
-wants a watermark that trails by a second and sessions one that waits minutes for stragglers.
-Options: those of jobs/price.py and jobs/sessionize.py; the sessionize job's consumer group is
-<group-id>.sessionize.
+Bounded: price runs to the end offsets present at start, then sessionize and controls read
+everything the price job committed and stop. Continuous: all run side by side until cancelled.
+Each is its own Flink job (own checkpoints under --checkpoint-dir/price, /sessionize and
+/controls), because pricing wants a watermark that trails by a second and sessions one that
+waits minutes for stragglers, and spend controls none at all. Options: those of jobs/price.py,
+jobs/sessionize.py and jobs/controls.py; the later jobs' consumer groups are
+<group-id>.sessionize and <group-id>.controls. The controls job runs when --budgets-topic and
+--controls-topic are given.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the jobs beside this file
+import controls  # noqa: E402
 import price  # noqa: E402
 import sessionize  # noqa: E402
 from common import base_parser, finish_bounded  # noqa: E402
@@ -24,13 +27,15 @@ from common import base_parser, finish_bounded  # noqa: E402
 def parser() -> argparse.ArgumentParser:
     parser = base_parser(__doc__.splitlines()[0])
     price.add_arguments(parser)
-    # The sessionize job's own options; those both jobs have (topics, idleness) are given once.
-    known = {option for action in parser._actions for option in action.option_strings}
-    theirs = argparse.ArgumentParser(add_help=False)
-    sessionize.add_arguments(theirs)
-    for action in theirs._actions:
-        if not set(action.option_strings) & known:
-            parser._add_action(action)
+    # The later jobs' own options; those several jobs have (topics, idleness) are given once.
+    for job in (sessionize, controls):
+        known = {option for action in parser._actions for option in action.option_strings}
+        theirs = argparse.ArgumentParser(add_help=False)
+        job.add_arguments(theirs)
+        for action in theirs._actions:
+            if not set(action.option_strings) & known:
+                action.required = action.required and job is not controls  # controls: optional
+                parser._add_action(action)
     return parser
 
 
@@ -39,21 +44,26 @@ def sub_args(args, job: str):
     mine = copy.copy(args)
     if args.checkpoint_dir:
         mine.checkpoint_dir = f"{args.checkpoint_dir.rstrip('/')}/{job}"
-    if job == "sessionize":
-        mine.group_id = f"{args.group_id}.sessionize"
+    if job in ("sessionize", "controls"):
+        mine.group_id = f"{args.group_id}.{job}"
     return mine
 
 
 def main(argv=None) -> None:
     args = parser().parse_args(argv)
     pricing, sessions = sub_args(args, "price"), sub_args(args, "sessionize")
+    after = [(sessionize, sessions)]
+    if args.budgets_topic and args.controls_topic:
+        after.append((controls, sub_args(args, "controls")))
     if args.bounded:
         price.submit(pricing).wait()
         finish_bounded(pricing)
-        sessionize.submit(sessions).wait()  # reads everything the price job committed
-        finish_bounded(sessions)
+        running = [(job.submit(job_args), job_args) for job, job_args in after]  # read what price committed
+        for result, job_args in running:
+            result.wait()
+            finish_bounded(job_args)
     else:
-        running = [price.submit(pricing), sessionize.submit(sessions)]
+        running = [price.submit(pricing)] + [job.submit(job_args) for job, job_args in after]
         for result in running:
             result.wait()
 

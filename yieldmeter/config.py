@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     topic_priced: TopicName = Field("usage.priced", description="Priced calls (Flink writes).")
     topic_sessions: TopicName = Field("usage.sessions", description="Closed sessions (Flink writes).")
     topic_dlq: TopicName = Field("usage.dlq", description="Dead letters: invalid input with its reason.")
+    topic_budgets: TopicName = Field("usage.budgets", description="Spend budgets, compacted, keyed by budget id.")
+    topic_controls: TopicName = Field(
+        "usage.controls", description="Budget decisions per scope for gateways, compacted, keyed by budget id (Flink writes)."
+    )
 
     ingest_batch_size: int = Field(
         20_000, ge=1, le=1_000_000, description="Most records the warehouse ingest inserts per batch."
@@ -99,6 +103,11 @@ class Settings(BaseSettings):
         None, pattern=r"^[1-9][0-9]*[mMgG]$",
         description="Heap of the local Flink JVM (-Xmx), e.g. 1g; unset: the JVM's default (a quarter of the memory).",
     )
+    flink_checkpoint_interval: str = Field(
+        "5s",
+        description="How often the Flink jobs checkpoint, e.g. 5s or 1s: also how often their exactly-once Kafka "
+        "output is committed and so becomes visible (spend controls lag the calls by about this much).",
+    )
     flink_python: Path | None = Field(
         None,
         description="Python of the Flink environment (apache-flink). Default: <project>/.venv-flink/bin/python.",
@@ -122,6 +131,15 @@ class Settings(BaseSettings):
     otlp_default_user: str | None = Field(
         None, description="user_id of a GenAI span with no user.id attribute (unset: it is a dead letter)."
     )
+
+    @field_validator("flink_checkpoint_interval")
+    @classmethod
+    def _interval(cls, value: str) -> str:
+        import re
+
+        if not re.fullmatch(r"[1-9]\d*\s*(ms|s|min)", value.strip()):
+            raise ValueError("a duration such as 5s, 1s, 500ms or 1min")
+        return value.strip()
 
     @field_validator("kafka_bootstrap")
     @classmethod
@@ -187,6 +205,8 @@ class Settings(BaseSettings):
             "priced": self.topic_priced,
             "sessions": self.topic_sessions,
             "dlq": self.topic_dlq,
+            "budgets": self.topic_budgets,
+            "controls": self.topic_controls,
         }
 
 

@@ -94,6 +94,7 @@ def job_arguments(job: str, settings: Settings, **job_args: str | int | bool | l
         "bootstrap": settings.bootstrap_servers,
         "group-id": f"yieldmeter-{job}",
         "parallelism": settings.flink_parallelism,
+        "checkpoint-interval": settings.flink_checkpoint_interval,
         "checkpoint-dir": (state / "checkpoints" / job).as_uri(),
         "jars": ";".join(jar.as_uri() for jar in connector_jars(settings)),
     } | {key.replace("_", "-"): value for key, value in job_args.items()}

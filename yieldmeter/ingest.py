@@ -35,6 +35,7 @@ from yieldmeter.config import Settings
 from yieldmeter.errors import YieldmeterError
 from pydantic import ValidationError
 
+from yieldmeter.budgets import parse_budget, parse_control
 from yieldmeter.contracts import ContractError, explain, parse_outcome, parse_price
 from yieldmeter.prices import DISCOUNT_PREFIX, OrgDiscount
 
@@ -57,6 +58,18 @@ def _outcome(message: Message) -> str:
     return "outcomes"
 
 
+def _budget(message: Message) -> str:
+    budget = parse_budget(message.value())
+    if budget.budget_id.encode() != message.key():
+        raise ValueError(f"the key must be the budget's id {budget.budget_id!r} (got {message.key()!r})")
+    return "budgets"
+
+
+def _control(message: Message) -> str:
+    parse_control(message.value())
+    return "controls"
+
+
 def _price_or_discount(message: Message) -> str:
     # The prices topic carries org discounts too, told apart by their key (see prices.py).
     if (message.key() or b"").startswith(DISCOUNT_PREFIX.encode()):
@@ -69,11 +82,18 @@ def _price_or_discount(message: Message) -> str:
 @dataclass(frozen=True)
 class Route:
     """Records of one topic go to one table; `classify` validates a record and names its
-    table when the topic needs it (a contract error sends the record to dead_letters)."""
+    table when the topic needs it (a contract error sends the record to dead_letters).
+
+    A compacted topic that holds current state (budgets, controls) sets ``key_column`` (the
+    Kafka key is stored in it) and ``tombstones`` (a tombstone is stored as a row with
+    is_deleted = 1, so the table forgets the key as the topic does).
+    """
 
     topic_key: str
     table: str
     classify: Callable[[Message], str] | None = None
+    key_column: str | None = None
+    tombstones: bool = False
 
     def table_for(self, message: Message) -> str:
         return self.classify(message) if self.classify else self.table
@@ -91,6 +111,8 @@ ROUTES: tuple[Route, ...] = (
     Route("outcomes", "outcomes", _outcome),
     Route("prices", "prices", _price_or_discount),
     Route("dlq", DEAD_LETTERS),
+    Route("budgets", "budgets", _budget, key_column="budget_id", tombstones=True),
+    Route("controls", "controls", _control),  # a withdrawn control's budget is deleted: join budgets
 )
 
 
@@ -113,8 +135,9 @@ def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-def _with_metadata(message: Message) -> bytes:
-    """The record's JSON object with the Kafka metadata columns appended, without re-parsing it.
+def _with_metadata(message: Message, key_column: str | None = None) -> bytes:
+    """The record's JSON object with the Kafka metadata columns appended, without re-parsing it
+    (and the Kafka key as ``key_column``, when the route keeps it).
 
     This runs once per record, so it is plain byte formatting: the timestamp goes in as epoch
     seconds with milliseconds, which ClickHouse reads into DateTime64(3).
@@ -122,10 +145,22 @@ def _with_metadata(message: Message) -> bytes:
     value = message.value().strip()
     if not value.startswith(b"{") or not value.endswith(b"}"):
         raise ValueError("not a JSON object")
+    return value[:-1] + (b"," if value != b"{}" else b"") + _metadata(message, key_column) + b"}"
+
+
+def _metadata(message: Message, key_column: str | None) -> bytes:
     seconds, millis = divmod(message.timestamp()[1], 1000)
-    meta = b'"_topic":%s,"_partition":%d,"_offset":%d,"_timestamp":%d.%03d}' % (
+    meta = b'"_topic":%s,"_partition":%d,"_offset":%d,"_timestamp":%d.%03d' % (
         _json_string(message.topic()), message.partition(), message.offset(), seconds, millis)
-    return value[:-1] + (b"," if value != b"{}" else b"") + meta
+    if key_column:
+        key = json.dumps((message.key() or b"").decode("utf-8", "replace")).encode()
+        meta = b'"%s":%s,' % (key_column.encode(), key) + meta
+    return meta
+
+
+def _deleted_row(message: Message, key_column: str | None) -> bytes:
+    """A tombstone as a row: the key and is_deleted = 1 (ReplacingMergeTree's FINAL drops it)."""
+    return b'{"is_deleted":1,' + _metadata(message, key_column) + b"}"
 
 
 @lru_cache(maxsize=64)
@@ -211,12 +246,14 @@ class WarehouseIngest:
             if message.error():
                 continue
             stats.records += 1
-            if message.value() is None:  # a tombstone retracts a price; the warehouse keeps history
-                stats.tombstones += 1
-                continue
             route = self.routes[message.topic()]
+            if message.value() is None:  # a tombstone retracts a price (the warehouse keeps history) or a budget
+                stats.tombstones += 1
+                if route.tombstones:
+                    planned.append((route.table, message, _deleted_row(message, route.key_column)))
+                continue
             try:
-                planned.append((route.table_for(message), message, _with_metadata(message)))
+                planned.append((route.table_for(message), message, _with_metadata(message, route.key_column)))
             except ContractError as error:
                 planned.append((DEAD_LETTERS, message, dead_letter_row(message, explain(error))))
             except ValidationError as error:

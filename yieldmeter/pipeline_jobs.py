@@ -85,6 +85,8 @@ def pipeline_arguments(settings: Settings, **overrides: Any) -> dict[str, Any]:
         "priced_topic": settings.topic_priced,
         "sessions_topic": settings.topic_sessions,
         "dlq_topic": settings.topic_dlq,
+        "budgets_topic": settings.topic_budgets,
+        "controls_topic": settings.topic_controls,
         "model_rules": str(rules),
     } | overrides
 
@@ -92,7 +94,18 @@ def pipeline_arguments(settings: Settings, **overrides: Any) -> dict[str, Any]:
 def start_pipeline(settings: Settings, *, bounded: bool = True, **job_args: Any) -> FlinkJob:
     """Start the pipeline job on the local mini-cluster; ``job_args`` override its options
     (e.g. session_gap="10min", out_of_orderness="1min", dedup_ttl="7d", parallelism=1)."""
-    return start_job(JOB, settings, continuous=not bounded, **pipeline_arguments(settings, **job_args))
+    arguments = pipeline_arguments(settings, **job_args)
+    _ensure_budget_topics(settings, arguments["budgets_topic"], arguments["controls_topic"])
+    return start_job(JOB, settings, continuous=not bounded, **arguments)
+
+
+def _ensure_budget_topics(settings: Settings, budgets: str, controls: str) -> None:
+    """The controls job reads the budgets topic and writes the controls topic; a source on a
+    missing topic fails the job, and an install from before budgets has neither."""
+    from yieldmeter.topics import admin_client, create_topics, topic_layout
+
+    layout = topic_layout()
+    create_topics(admin_client(settings), {budgets: layout["budgets"], controls: layout["controls"]})
 
 
 def run_pipeline(settings: Settings, *, bounded: bool = True, timeout_s: float | None = None, **job_args: Any) -> None:

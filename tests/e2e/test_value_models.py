@@ -41,10 +41,9 @@ def test_transform_builds_and_tests_every_model(value_warehouse, figures):
     assert MARTS <= by_type["model"]
     assert len(by_type["unit_test"]) >= 6  # ... the logic unit-tested ...
     assert len(by_type["test"]) >= 100  # ... and every key, invariant and reconciliation tested
-    assert {"budgets", "outcome_budgets"} <= by_type["seed"]
     assert set(build.counts()) <= {"success", "pass", "no-op"}  # no-op: the exposures
     figures.insert(0, f"dbt build on {value_warehouse.manifest['totals']['valid_usage_events']:,} simulated calls: "
-                      f"{len(by_type['model'])} models, {len(by_type['seed'])} seeds, {len(by_type['test'])} data tests, "
+                      f"{len(by_type['model'])} models, {len(by_type['test'])} data tests, "
                       f"{len(by_type['unit_test'])} unit tests, all passed, in {build.seconds:.0f}s")
 
 

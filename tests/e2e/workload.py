@@ -15,7 +15,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
-from yieldmeter.config import Settings
+from yieldmeter import budgets
+from yieldmeter.config import PROJECT_ROOT, Settings
 from yieldmeter.contracts import PriceRecord
 from yieldmeter.ingest import WarehouseIngest
 from yieldmeter.pipeline_jobs import run_pipeline
@@ -36,6 +37,9 @@ CORRECTION_FACTOR = Decimal("1.2")
 class Correction:
     before: PriceRecord
     after: PriceRecord
+
+
+EXAMPLE_BUDGETS = PROJECT_ROOT / "infra" / "budgets.example.yaml"
 
 
 def fresh_topic_settings(settings: Settings) -> Settings:
@@ -61,6 +65,7 @@ def build_warehouse(settings: Settings, manifest_path: Path, options: Simulation
     catalog = build_catalog()
     catalog.discounts[DISCOUNT.discount_id] = DISCOUNT
     publish(catalog, settings)
+    budgets.publish(budgets.load_budget_file(EXAMPLE_BUDGETS), settings)  # what dbt's budget marts read
     manifest = simulate(options, KafkaSink(settings, manifest_path=manifest_path))
     run_pipeline(settings, timeout_s=900, group_id=f"pipeline-{settings.topic_events}")
     _ingest(settings)

@@ -175,3 +175,14 @@ def notices() -> list[Notice]:
                Severity.WARNING, "Error-rate spike: acme / support / support-bot", "Back to normal.", "0.01",
                "0.02", "share", START + timedelta(days=4, hours=10), START + timedelta(days=4, hours=13), errors),
     ]
+
+
+def store_budgets(client, budgets) -> None:
+    """Store Budget records in the warehouse's `budgets` table as the ingest does (the record's
+    JSON, its id as the Kafka key, the Kafka metadata), without a broker."""
+    from yieldmeter.contracts import to_json_bytes
+    from yieldmeter.ingest import INSERT_SETTINGS
+
+    rows = [to_json_bytes(b)[:-1] + b',"budget_id":"%s","_topic":"usage.budgets","_partition":0,"_offset":%d,'
+            b'"_timestamp":0}' % (b.budget_id.encode(), offset) for offset, b in enumerate(budgets)]
+    client.raw_insert("budgets", insert_block=b"\n".join(rows), fmt="JSONEachRow", settings=INSERT_SETTINGS)

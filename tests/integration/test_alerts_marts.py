@@ -44,10 +44,10 @@ def test_budget_burn_warns_over_80_percent_and_is_critical_over_100(client, mart
         ("globex", "*", "1000", "500", "790"),  # 79%: quiet
     ]
     client.insert("budget_status", [
-        [org, team, march, team == "*" or team == "support", Decimal(b), Decimal(m), as_of, 0.61, Decimal(p)]
-        for org, team, b, m, p in rows] + [["acme", "*", date(2026, 2, 1), True, Decimal(1), Decimal(9), as_of, 1.0,
+        [org, team, march, Decimal(b), Decimal(m), as_of, 0.61, Decimal(p)]
+        for org, team, b, m, p in rows] + [["acme", "*", date(2026, 2, 1), Decimal(1), Decimal(9), as_of, 1.0,
                                             Decimal(9)]],  # last month: not judged in March
-        column_names=["org_id", "team", "month", "is_standing_budget", "budget_usd", "month_to_date_usd", "as_of",
+        column_names=["org_id", "team", "month", "budget_usd", "month_to_date_usd", "as_of",
                       "month_elapsed_share", "projected_month_end_usd"])
     found = run(client, "budget_burn")
     assert set(found) == {"budget_burn/org=acme", "budget_burn/org=acme/team=support"}

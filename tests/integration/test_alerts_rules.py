@@ -3,6 +3,7 @@ letters that trigger and clear each rule; and `yieldmeter alerts` as a user runs
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -139,7 +140,7 @@ def test_rules_whose_table_is_missing_are_skipped_not_failed(client):
     client.command("DROP VIEW calls_hourly_mv")
     client.command("DROP TABLE calls_hourly")  # e.g. a server migrated by an older version
     evaluation = evaluate(client, DEFAULTS, NOW)
-    assert evaluation.ran == {"dead_letter_spike"} and evaluation.failed == {}
+    assert evaluation.ran == {"dead_letter_spike", "budget_control"} and evaluation.failed == {}
     assert set(evaluation.skipped) == {"spend_spike", "error_rate_spike", "unpriced_model",
                                        "budget_burn", "cost_per_outcome_regression", "tokenmaxxing"}  # no dbt marts here
     assert "calls_hourly does not exist yet" in evaluation.skipped["spend_spike"]
@@ -205,3 +206,48 @@ def test_cli_dry_run_then_cycle(warehouse_url, tmp_path):
     assert all("secret-token" not in r.stdout for r in (dry, real, again))
     with open_warehouse(warehouse_url) as client:
         assert client.query("SELECT count() FROM alerts").result_rows == [(2,)]
+
+
+def test_budget_control_alerts_on_the_controls_the_gateways_apply(client):
+    """budget_control reads the latest control of each budget still set: warning past the warning
+    threshold, critical when throttled or blocked; the control's reason is the summary."""
+    from yieldmeter.alerts.registry import RULES
+
+    start, end = datetime(2025, 3, 1, tzinfo=timezone.utc), datetime(2025, 4, 1, tzinfo=timezone.utc)
+
+    def control(budget_id, state, spent, offset, **scope):
+        return {"budget_id": budget_id, "org_id": "acme", "period": "month", "time_zone": "UTC",
+                "period_start": start.isoformat(), "period_end": end.isoformat(), "state": state, "action": "block",
+                "limit_usd": "100", "spent_usd": spent, "remaining_usd": str(100 - Decimal(spent)),
+                "warn_at_pct": "80", "calls": 10, "unpriced_calls": 2, "reason": f"{budget_id} is {state}",
+                "updated_at": NOW.isoformat(), "schema_version": 1, "_topic": "c", "_partition": 0,
+                "_offset": offset, "_timestamp": 0, **scope}
+
+    rows = [
+        control("spend/acme/team=support/month", "warn", "85", 1, team="support"),
+        control("spend/acme/team=support/month", "block", "100.000000000000000000001", 2, team="support"),
+        control("spend/acme/team=sales/month", "warn", "81", 3, team="sales"),
+        control("spend/acme/team=ops/month", "ok", "10", 4, team="ops"),
+        control("spend/acme/team=gone/month", "block", "500", 5, team="gone"),  # its budget was deleted
+    ]
+    client.raw_insert("controls", insert_block="\n".join(json.dumps(r) for r in rows).encode(), fmt="JSONEachRow",
+                      settings={"date_time_input_format": "best_effort"})
+    budgets = [{"budget_id": r["budget_id"], "kind": "spend", "org_id": "acme", "team": r["team"], "period": "month",
+                "time_zone": "UTC", "limit_usd": "100", "warn_at_pct": "80", "action": "block", "_topic": "b",
+                "_partition": 0, "_offset": i, "_timestamp": 0} for i, r in enumerate(rows)]
+    budgets.append(budgets[-1] | {"is_deleted": 1, "_offset": 99})
+    client.raw_insert("budgets", insert_block="\n".join(json.dumps(b) for b in budgets).encode(), fmt="JSONEachRow")
+
+    assert "budget_control" in RULES
+    found = run(client, "budget_control")
+    assert set(found) == {"budget_control/org=acme/team=support/period=month",
+                          "budget_control/org=acme/team=sales/period=month"}
+    blocked = found["budget_control/org=acme/team=support/period=month"]
+    assert blocked.severity == Severity.CRITICAL and blocked.value == Decimal("100.000000000000000000001")
+    assert blocked.summary == "spend/acme/team=support/month is block"
+    assert blocked.details["Calls"] == "10, 2 without a price (not in the spend)"
+    warned = found["budget_control/org=acme/team=sales/period=month"]
+    assert warned.severity == Severity.WARNING and warned.threshold == Decimal(80)
+    only_blocks = build_config({"rules": {"budget_control": {"states": ["block"]}}}, "t")
+    assert set(run(client, "budget_control", only_blocks)) == {"budget_control/org=acme/team=support/period=month"}
+    assert run(client, "budget_control", now=end) == {}  # the period is over

@@ -1,4 +1,4 @@
-"""The seed budgets (dbt/seeds/budgets.csv) are sized to the workload `yieldmeter demo` simulates:
+"""The monthly org and team budgets of infra/budgets.example.yaml (which the demo publishes) are sized to the workload `yieldmeter demo` simulates:
 the month each scope is on course to spend, priced by the reference (prices.price_for and
 PriceRecord.cost_usd over the seeded catalog), sits between 30 % and 80 % of its budget, so the
 demo's budget alerts stay quiet, except the one team planted over it (globex's support-emea,
@@ -6,7 +6,6 @@ which runs the dearest model on support tickets: the model-overkill story)."""
 
 from __future__ import annotations
 
-import csv
 import inspect
 from collections import defaultdict
 from datetime import UTC, datetime
@@ -14,12 +13,12 @@ from decimal import Decimal
 
 import pytest
 
-from yieldmeter.cli.demo import demo
+from yieldmeter.budgets import load_budget_file
+from yieldmeter.cli.demo import EXAMPLE_BUDGETS, demo
 from yieldmeter.contracts import parse_usage
 from yieldmeter.normalize import normalize_model
 from yieldmeter.prices import build_catalog, price_for
 from yieldmeter.simulate import FileSink, SimulationOptions, simulate
-from yieldmeter.transform import DBT_DIR
 
 pytestmark = pytest.mark.integration
 
@@ -48,8 +47,9 @@ def test_demo_budgets_fit_the_demo_workload(tmp_path):
             spend[event.org_id, "*"] += cost
             spend[event.org_id, event.team] += cost
     month = Decimal(demo_events) / SAMPLE * Decimal(30) / demo_days  # the demo's spend, over a month
-    with (DBT_DIR / "seeds" / "budgets.csv").open() as seed:
-        budgets = {(row["org_id"], row["team"]): Decimal(row["budget_usd"]) for row in csv.DictReader(seed)}
+    budgets = {(b.org_id, b.team or "*"): b.limit_usd for b in load_budget_file(EXAMPLE_BUDGETS)
+               if b.kind == "spend" and b.period == "month" and b.user_id is None and b.app is None and b.api_key is None}
+    assert len(budgets) >= 7, budgets
     shares = {scope: spend[scope] * month / budget for scope, budget in budgets.items()}
     assert {scope for scope, share in shares.items() if share > 1} == OVER, shares
     assert all(Decimal("0.3") <= share <= Decimal("0.8") for scope, share in shares.items() if scope not in OVER), shares

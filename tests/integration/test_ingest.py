@@ -9,12 +9,12 @@ from confluent_kafka import Producer
 
 from tests.conftest import make_settings
 from yieldmeter.contracts import OutcomeEvent, PriceRecord, to_json_bytes
-from yieldmeter.ingest import WarehouseIngest
+from yieldmeter.ingest import ROUTES, WarehouseIngest
 from yieldmeter.warehouse import migrate, open_warehouse
 
 pytestmark = pytest.mark.integration
 
-ROUTED = ("priced", "sessions", "outcomes", "prices", "dlq")
+ROUTED = tuple(route.topic_key for route in ROUTES)  # every topic the ingest reads
 
 
 @pytest.fixture
@@ -77,3 +77,50 @@ def test_outcomes_prices_and_dead_letters_land_once(topics_settings, warehouse_u
         assert total == (Decimal("12.50") * 150, 200)
         offsets = client.query("SELECT count(DISTINCT (_partition, _offset)) FROM outcomes").result_rows[0][0]
         assert offsets == 300
+
+
+def test_budgets_and_controls_land_as_their_latest_state(topics_settings, warehouse_url):
+    """Budgets: the latest record per budget_id, a tombstone deletes, a record that breaks the
+    contract (or sits under another budget's key) is a dead letter. Controls: the latest."""
+    from yieldmeter.budgets import Budget
+
+    s = topics_settings
+    producer = Producer({"bootstrap.servers": s.bootstrap_servers})
+    first = Budget(org_id="acme", team="support", limit_usd=Decimal("100"), action="block")
+    raised = first.model_copy(update={"limit_usd": Decimal("250.123456789")})
+    gone = Budget(org_id="globex", limit_usd=Decimal("5"))
+    for budget in (first, gone, raised):
+        producer.produce(s.topic_budgets, to_json_bytes(budget), key=budget.budget_id)
+    producer.produce(s.topic_budgets, None, key=gone.budget_id)  # deleted
+    producer.produce(s.topic_budgets, json.dumps({"org_id": "acme", "limit_usd": "-1"}).encode(), key=b"spend/acme/month")
+    producer.produce(s.topic_budgets, to_json_bytes(gone), key=b"spend/someone-else/month")
+    control = {
+        "budget_id": first.budget_id, "schema_version": 1, "org_id": "acme", "team": "support", "user_id": None,
+        "app": None, "api_key": None, "period": "month", "time_zone": "UTC",
+        "period_start": "2026-11-01T00:00:00.000Z", "period_end": "2026-12-01T00:00:00.000Z", "action": "block",
+        "limit_usd": "100.000000000", "warn_at_pct": "80.0000", "throttle_per_minute": None, "unpriced_calls": 0,
+        "reason": "...", "updated_at": "2026-11-20T10:00:00.000Z",
+    }
+    for spent, state, calls in (("99.5", "warn", 10), ("100.250000000000000000001", "block", 11)):
+        record = control | {"state": state, "spent_usd": spent, "calls": calls,
+                            "remaining_usd": str(Decimal("100") - Decimal(spent))}
+        producer.produce(s.topic_controls, json.dumps(record).encode(), key=first.budget_id)
+    producer.flush(10)
+
+    with open_warehouse(warehouse_url) as client:
+        migrate(client)
+        ingest = WarehouseIngest(s, client, batch_size=100)
+        try:
+            ingest.run(until_caught_up=True, idle_timeout_s=5)
+        finally:
+            ingest.close()
+        budgets = client.query("SELECT budget_id, team, limit_usd, action FROM budgets FINAL").result_rows
+        controls = client.query("SELECT budget_id, state, spent_usd, calls FROM controls FINAL").result_rows
+        reasons = [r for (r,) in client.query(
+            "SELECT reason FROM dead_letters WHERE source_topic = {t:String} ORDER BY source_offset",
+            parameters={"t": s.topic_budgets}).result_rows]
+    assert budgets == [(first.budget_id, "support", Decimal("250.123456789"), "block")]
+    assert controls == [(first.budget_id, "block", Decimal("100.250000000000000000001"), 11)]
+    assert sorted(reasons) == ["budgets: the key must be the budget's id 'spend/globex/month' "
+                               "(got b'spend/someone-else/month')",
+                               "limit_usd: Input should be greater than or equal to 0 (got '-1')"]

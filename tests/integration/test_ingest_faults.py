@@ -22,11 +22,12 @@ from confluent_kafka import Producer
 from tests.conftest import make_settings
 from yieldmeter.check import reconcile
 from yieldmeter.contracts import UsageEvent
+from yieldmeter.ingest import ROUTES
 from yieldmeter.warehouse import open_warehouse
 
 pytestmark = pytest.mark.integration
 
-ROUTED = ("priced", "sessions", "outcomes", "prices", "dlq")
+ROUTED = tuple(route.topic_key for route in ROUTES)  # every topic the ingest reads
 CALLS = 12_000
 
 

@@ -20,7 +20,9 @@ import pytest
 
 from tests.conftest import make_settings
 from tests.integration.alerts_support import run_rule
-from tests.integration.fortnight import NOW, START, fill_warehouse
+from tests.integration.fortnight import NOW, START, fill_warehouse, store_budgets
+from yieldmeter.budgets import load_budget_file
+from yieldmeter.cli.demo import EXAMPLE_BUDGETS
 from yieldmeter import report_queries as q
 from yieldmeter.alerts.config import build_config
 from yieldmeter.alerts.mart_rules import COST_PER_OUTCOME_SQL
@@ -61,9 +63,9 @@ def warehouse(tmp_path_factory):
     with open_warehouse(settings.warehouse_url) as client:
         migrate(client)
         fill_warehouse(client)
-    for args in (["seed"], ["run", "--select", "+value_metrics_daily +outcome_budget_status +model_overkill +tokenmaxxing_signals"]):
-        run = run_dbt(settings, args)
-        assert run.success, run.failures()
+        store_budgets(client, load_budget_file(EXAMPLE_BUDGETS))
+    run = run_dbt(settings, ["run", "--select", "+value_metrics_daily +outcome_budget_status +model_overkill +tokenmaxxing_signals"])
+    assert run.success, run.failures()
     with open_warehouse(settings.warehouse_url) as client:
         calls = client.query("SELECT org_id, team, user_id, app, outcome_type, day, cost_usd, is_priced "
                              "FROM fct_calls").result_rows

@@ -19,6 +19,8 @@ from types import SimpleNamespace
 import pytest
 
 from tests.conftest import make_settings
+from tests.integration.fortnight import store_budgets
+from yieldmeter.budgets import Budget
 from yieldmeter.contracts import OrgDiscount, PriceRecord, to_json_bytes
 from yieldmeter.ingest import INSERT_SETTINGS
 from yieldmeter.prices import build_catalog, discount_for, price_for
@@ -297,6 +299,7 @@ def test_a_price_and_a_backdated_discount_published_later_reprice_their_calls(tm
         rows, calls = workload(prices)
         store_calls(client, rows)
         close_sessions_and_report_outcomes(client)
+        store_budgets(client, [Budget(org_id="globex", limit_usd=Decimal(1000))])
     stream = {r["event_id"]: r for r in rows}
     new_model = {e for e, (_, _, provider, *_) in calls.items() if provider == "vllm"}
     globex = {e for e, (_, org, *_) in calls.items() if org == "globex"}

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
-from yieldmeter.alerts.rules import PLANNED, RULES, RuleParams
+from yieldmeter.alerts.registry import PLANNED, RULES, RuleParams
 from yieldmeter.errors import YieldmeterError
 
 DEFAULT_ROUTE = "default"

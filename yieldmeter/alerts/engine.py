@@ -24,7 +24,7 @@ from rich.table import Table
 
 from yieldmeter.alerts.config import AlertsConfig
 from yieldmeter.alerts.model import Event, Finding, Notice, utc
-from yieldmeter.alerts.rules import RULES, RuleSpec
+from yieldmeter.alerts.registry import RULES, RuleSpec
 from yieldmeter.alerts.slack import SlackSender, build_message, headline, numbers
 from yieldmeter.alerts.store import IncidentStore
 from yieldmeter.warehouse import WarehouseError

@@ -1,5 +1,5 @@
 """The rules over the dbt marts (built by `yieldmeter transform`): budget burn, cost per
-outcome regression, tokenmaxxing. Registered in :data:`yieldmeter.alerts.rules.RULES` on import,
+outcome regression, tokenmaxxing. Registered in :data:`yieldmeter.alerts.registry.RULES` on import,
 like the rollup rules; each is skipped (not failed) while its mart table does not exist.
 
 The marts are rebuilt by dbt, not per call, so these rules judge the marts as last built:
@@ -17,7 +17,7 @@ from clickhouse_connect.driver.client import Client
 from pydantic import Field, model_validator
 
 from yieldmeter.alerts.model import Finding, Severity, evaluated_hour, format_value, sql_string, utc
-from yieldmeter.alerts.rules import RuleParams, _settle, _title, rule
+from yieldmeter.alerts.registry import RuleParams, rule, settle, title
 from yieldmeter.transform import metric_sql
 
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ class BudgetBurnParams(RuleParams):
 
 BUDGET_SQL = """
 SELECT org_id, team, month, budget_usd, month_to_date_usd, projected_month_end_usd, month_elapsed_share,
-       as_of, is_standing_budget
+       as_of
 FROM budget_status
 WHERE month = toStartOfMonth({day:Date})
 ORDER BY org_id, team
@@ -70,9 +70,9 @@ def budget_burn(client: Client, config: AlertsConfig, now: datetime) -> list[Fin
     over critical_share (100%). The projection is the mart's: month-to-date spend scaled by the
     share of the month elapsed at the mart's as_of.
     """
-    day = evaluated_hour(now, _settle(config)).date()
+    day = evaluated_hour(now, settle(config)).date()
     findings = []
-    for org, team, month, budget, to_date, projected, elapsed, as_of, standing in client.query(
+    for org, team, month, budget, to_date, projected, elapsed, as_of in client.query(
         BUDGET_SQL, parameters={"day": day}
     ).result_rows:
         entity = {"org": org} if team == "*" else {"org": org, "team": team}
@@ -89,7 +89,7 @@ def budget_burn(client: Client, config: AlertsConfig, now: datetime) -> list[Fin
                 rule="budget_burn",
                 entity=entity,
                 severity=Severity.CRITICAL if projected > params.critical_share * budget else Severity.WARNING,
-                title=_title("Budget burn", entity),
+                title=title("Budget burn", entity),
                 value=projected,
                 baseline=Decimal(budget),
                 threshold=threshold,
@@ -101,7 +101,7 @@ def budget_burn(client: Client, config: AlertsConfig, now: datetime) -> list[Fin
                 details={
                     "Spent so far": format_value(to_date, "USD"),
                     "Month elapsed": f"{Decimal(str(elapsed)):.0%} (as of {utc(as_of):%Y-%m-%d %H:%M} UTC)",
-                    "Budget": ("standing" if standing else "this month's") + f" {format_value(Decimal(budget), 'USD')}",
+                    "Budget": f"{format_value(Decimal(budget), 'USD')} a month",
                 },
                 query=(
                     "SELECT day, team, app, model, sum(cost_usd) AS cost_usd, sum(calls) AS calls\n"
@@ -154,7 +154,7 @@ def cost_per_outcome_regression(client: Client, config: AlertsConfig, now: datet
     (dbt/macros/metrics.sql), unknown for a week with an unpriced call, so only fully priced
     weeks are compared.
     """
-    end = evaluated_hour(now, _settle(config)).date()  # the day of the last settled hour counts only once complete
+    end = evaluated_hour(now, settle(config)).date()  # the day of the last settled hour counts only once complete
     start = end - timedelta(days=7)
     findings = []
     for org, team, app, outcome, cost_now, wins_now, cost_before, wins_before, value, baseline in client.query(
@@ -172,7 +172,7 @@ def cost_per_outcome_regression(client: Client, config: AlertsConfig, now: datet
                 rule="cost_per_outcome_regression",
                 entity=entity,
                 severity=Severity.CRITICAL if value > params.critical_ratio * baseline else Severity.WARNING,
-                title=_title("Cost per outcome up", entity),
+                title=title("Cost per outcome up", entity),
                 value=value,
                 baseline=baseline,
                 threshold=threshold,
@@ -243,7 +243,7 @@ def tokenmaxxing(client: Client, config: AlertsConfig, now: datetime) -> list[Fi
     """A user, team or app flagged by tokenmaxxing_signals: tokens high or rising against
     peers while outcome yield is low. One incident per flagged entity, with the evidence of
     its latest flagged week (volume and yield against the peer medians, z-scores, growth)."""
-    day = evaluated_hour(now, _settle(config)).date()
+    day = evaluated_hour(now, settle(config)).date()
     variants = [p for p in config.variants("tokenmaxxing") if p.enabled]
     if not variants:
         return []
@@ -271,7 +271,7 @@ def tokenmaxxing(client: Client, config: AlertsConfig, now: datetime) -> list[Fi
                 rule="tokenmaxxing",
                 entity=entity,
                 severity=Severity.CRITICAL if weeks_flagged >= params.critical_weeks else Severity.WARNING,
-                title=_title("Tokenmaxxing", entity),
+                title=title("Tokenmaxxing", entity),
                 value=tokens,
                 baseline=peer_tokens,  # the peers' median volume that week
                 threshold=peer_tokens,  # a flag needs volume at or above the peer median

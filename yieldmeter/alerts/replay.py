@@ -16,7 +16,7 @@ from clickhouse_connect.driver.client import Client
 from yieldmeter.alerts.config import AlertsConfig, build_config
 from yieldmeter.alerts.engine import cycle, evaluate
 from yieldmeter.alerts.model import Finding, format_value
-from yieldmeter.alerts.rules import RULES
+from yieldmeter.alerts.registry import RULES
 from yieldmeter.alerts.store import IncidentStore
 from yieldmeter.config import Settings
 

@@ -1,14 +1,10 @@
-"""The alert rules and their registry.
+"""The alert rules over the rollups and raw tables: spend spike, error-rate spike, unpriced
+model, dead-letter spike, budget control (the controls job's decisions).
 
-A rule is a function ``(client, config, now) -> list[Finding]`` registered with
-:func:`rule`, together with the pydantic model of its parameters (validated from the
-alerts YAML, overridable per org and per team) and the warehouse tables it reads. The SQL
-computes the numbers per entity; Python applies the thresholds, because thresholds differ
-per org and team (``config.params(rule, org, team)``).
-
-The rules over the dbt marts (budget_burn, cost_per_outcome_regression, tokenmaxxing) live
-in :mod:`yieldmeter.alerts.mart_rules`, registered when this module is imported. A rule
-announced but not built yet would be listed in :data:`PLANNED`.
+Each is registered in :mod:`yieldmeter.alerts.registry` (which says what a rule is). The SQL
+computes the numbers per entity; Python applies the thresholds, because thresholds differ per
+org and team (``config.params(rule, org, team)``). The rules over the dbt marts live in
+:mod:`yieldmeter.alerts.mart_rules`.
 """
 
 from __future__ import annotations
@@ -17,62 +13,20 @@ import statistics
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Callable, Literal
+from typing import TYPE_CHECKING, Literal
 
 from clickhouse_connect.driver.client import Client
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from yieldmeter.alerts.model import (
-    Finding, Severity, evaluated_hour, format_value, sql_string, sql_time,
+    Finding, Severity, evaluated_hour, format_value, sql_string, sql_time, utc,
 )
+from yieldmeter.alerts.registry import PLANNED, RULES, RuleParams, RuleSpec, rule, settle, title
 
 if TYPE_CHECKING:
     from yieldmeter.alerts.config import AlertsConfig
 
 MAD_SCALE = Decimal("1.4826")  # makes the MAD estimate the standard deviation of normal data
-
-
-class RuleParams(BaseModel):
-    """Parameters every rule has; the `defaults:` block of the alerts YAML sets them for all rules."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    enabled: bool = Field(True, description="Evaluate this rule (per org/team: false silences it there).")
-    cooldown_minutes: int = Field(
-        360, ge=0, description="An open incident is not repeated within this time unless it worsens."
-    )
-    worsen_factor: Decimal = Field(
-        Decimal("1.5"), gt=1, description="Notify again within the cooldown when the value grows by this factor."
-    )
-
-
-Finder = Callable[[Client, "AlertsConfig", datetime], list[Finding]]
-
-
-@dataclass(frozen=True)
-class RuleSpec:
-    name: str
-    evaluate: Finder
-    params: type[RuleParams]
-    tables: tuple[str, ...]  # the rule is skipped (not failed) while one of these does not exist
-    description: str
-    remedy: str = "run `yieldmeter migrate`"  # what makes the tables exist, for the skip message
-
-
-RULES: dict[str, RuleSpec] = {}
-
-PLANNED: dict[str, str] = {}  # rule name -> what it still needs (none at present)
-
-
-def rule(
-    name: str, params: type[RuleParams], tables: tuple[str, ...], remedy: str = "run `yieldmeter migrate`"
-) -> Callable[[Finder], Finder]:
-    def register(function: Finder) -> Finder:
-        description = (function.__doc__ or "").strip().splitlines()[0]
-        RULES[name] = RuleSpec(name, function, params, tables, description, remedy)
-        return function
-
-    return register
 
 
 # --- robust statistics -----------------------------------------------------------------------
@@ -121,14 +75,6 @@ def _entity(level: str, row: tuple) -> dict[str, str]:
 def _where(entity: dict[str, str]) -> str:
     columns = {v: k for k, v in ENTITY_NAME.items()}
     return " AND ".join(f"{columns[name]} = {sql_string(value)}" for name, value in entity.items())
-
-
-def _title(label: str, entity: dict[str, str]) -> str:
-    return f"{label}: " + " / ".join(entity.values())
-
-
-def _settle(config: AlertsConfig) -> timedelta:
-    return timedelta(minutes=config.settle_minutes)
 
 
 # --- spend spike -----------------------------------------------------------------------------
@@ -201,7 +147,7 @@ def spend_spike(client: Client, config: AlertsConfig, now: datetime) -> list[Fin
     starts at the entity's first hour in the look-back window; hours without rows count
     as zero spend. An entity with less history than min_fallback_hours is not judged.
     """
-    hour = evaluated_hour(now, _settle(config))
+    hour = evaluated_hour(now, settle(config))
     variants = [p for p in config.variants("spend_spike") if p.enabled]
     if not variants:
         return []
@@ -246,7 +192,7 @@ def spend_spike(client: Client, config: AlertsConfig, now: datetime) -> list[Fin
                     rule="spend_spike",
                     entity=entity,
                     severity=Severity.CRITICAL if critical else Severity.WARNING,
-                    title=_title("Spend spike", entity),
+                    title=title("Spend spike", entity),
                     value=value,
                     baseline=baseline.median,
                     threshold=threshold,
@@ -309,7 +255,7 @@ def _share(part: int, whole: int) -> Decimal:
 @rule("error_rate_spike", ErrorRateParams, tables=("calls_hourly",))
 def error_rate_spike(client: Client, config: AlertsConfig, now: datetime) -> list[Finding]:
     """Share of failed calls of an entity in the last hour far above its recent rate."""
-    hour = evaluated_hour(now, _settle(config))
+    hour = evaluated_hour(now, settle(config))
     variants = [p for p in config.variants("error_rate_spike") if p.enabled]
     if not variants:
         return []
@@ -339,7 +285,7 @@ def error_rate_spike(client: Client, config: AlertsConfig, now: datetime) -> lis
                     rule="error_rate_spike",
                     entity=entity,
                     severity=Severity.CRITICAL if value >= params.critical_rate else Severity.WARNING,
-                    title=_title("Error-rate spike", entity),
+                    title=title("Error-rate spike", entity),
                     value=value,
                     baseline=baseline,
                     threshold=threshold,
@@ -390,7 +336,7 @@ def unpriced_model(client: Client, config: AlertsConfig, now: datetime) -> list[
     params = config.params("unpriced_model", "", "")
     if not params.enabled:
         return []
-    hour = evaluated_hour(now, _settle(config))
+    hour = evaluated_hour(now, settle(config))
     start = hour - timedelta(hours=params.window_hours - 1)
     rows = client.query(UNPRICED_SQL, parameters={"hour": hour, "hours": params.window_hours}).result_rows
     findings = []
@@ -471,7 +417,7 @@ def dead_letter_spike(client: Client, config: AlertsConfig, now: datetime) -> li
     params = config.params("dead_letter_spike", "", "")
     if not params.enabled:
         return []
-    hour = evaluated_hour(now, _settle(config))
+    hour = evaluated_hour(now, settle(config))
     rows = client.query(DEAD_LETTER_SQL, parameters={"hour": hour, "hours": params.baseline_hours}).result_rows
     findings = []
     for topic, value, reasons, samples in rows:
@@ -507,7 +453,77 @@ def dead_letter_spike(client: Client, config: AlertsConfig, now: datetime) -> li
     return findings
 
 
-# registers the rules over the dbt marts (they build on the helpers above)
-from yieldmeter.alerts import mart_rules  # noqa: E402,F401
+# --- budget controls -------------------------------------------------------------------------
+
+
+class BudgetControlParams(RuleParams):
+    states: tuple[Literal["warn", "throttle", "block"], ...] = Field(
+        ("warn", "throttle", "block"), description="Control states that open an incident (warn: past warn_at_pct)."
+    )
+
+
+CONTROLS_SQL = """
+SELECT c.budget_id, c.org_id, c.team, c.user_id, c.app, c.api_key, c.period, c.time_zone, c.period_start,
+       c.period_end, c.state, c.action, c.limit_usd, c.spent_usd, c.warn_at_pct, c.calls, c.unpriced_calls,
+       c.reason, c.updated_at
+FROM controls AS c FINAL
+-- a deleted budget's control is withdrawn (FINAL leaves the deleted budget out)
+INNER JOIN (SELECT budget_id FROM budgets FINAL) AS b ON b.budget_id = c.budget_id
+WHERE c.period_start <= {now:DateTime64(3, 'UTC')} AND c.period_end > {now:DateTime64(3, 'UTC')}
+ORDER BY c.budget_id
+"""
+
+
+@rule("budget_control", BudgetControlParams, tables=("controls", "budgets"),
+      remedy="run `yieldmeter migrate`, and `yieldmeter run` with budgets set (`yieldmeter budgets set`)")
+def budget_control(client: Client, config: AlertsConfig, now: datetime) -> list[Finding]:
+    """A budget's scope past its warning, throttled or blocked, as the controls job decided it.
+
+    Reads the latest control of each budget (usage.controls, ingested as the table controls):
+    the same decision the gateways apply, so Slack says what the gateways do. One incident per
+    budget, open while its period lasts; warning for warn, critical for throttle and block.
+    """
+    findings = []
+    for (budget_id, org, team, user, app, api_key, period, zone, start, end, state, action, limit, spent, warn_pct,
+         calls, unpriced, reason, updated) in client.query(CONTROLS_SQL, parameters={"now": now}).result_rows:
+        params = config.params("budget_control", org, team)
+        if not params.enabled or state not in params.states:
+            continue
+        scope = {"team": team, "user": user, "app": app, "api_key": api_key}
+        entity = {"org": org, **{name: value for name, value in scope.items() if value}, "period": period}
+        threshold = Decimal(limit) if state != "warn" else Decimal(limit) * Decimal(warn_pct) / 100
+        findings.append(
+            Finding(
+                rule="budget_control",
+                entity=entity,
+                severity=Severity.WARNING if state == "warn" else Severity.CRITICAL,
+                title=title(f"Budget {'warning' if state == 'warn' else state}", entity),
+                value=Decimal(spent),
+                baseline=Decimal(limit),
+                threshold=threshold,
+                unit=f"USD/{period}",
+                observed_at=utc(start),
+                summary=reason,
+                details={
+                    "Spent": format_value(Decimal(spent), "USD"),
+                    "Budget": f"{format_value(Decimal(limit), 'USD')} a {period}, then {action}",
+                    "Period": f"{utc(start):%Y-%m-%d %H:%M} to {utc(end):%Y-%m-%d %H:%M} UTC ({zone})",
+                    "Calls": f"{calls:,}" + (f", {unpriced:,} without a price (not in the spend)" if unpriced else ""),
+                    "Decided at": f"{utc(updated):%Y-%m-%d %H:%M:%S} UTC",
+                },
+                query=(
+                    "SELECT team, user_id, app, model, count() AS calls, sum(cost_usd) AS cost_usd,\n"
+                    "       countIf(pricing_status != 'priced') AS unpriced_calls\n"
+                    f"FROM calls FINAL\nWHERE org_id = {sql_string(org)}"
+                    + "".join(f" AND {column} = {sql_string(value)}"
+                              for column, value in (("team", team), ("user_id", user), ("app", app)) if value)
+                    + (f" AND attributes['api_key'] = {sql_string(api_key)}" if api_key else "")
+                    + f"\n  AND occurred_at >= {sql_time(utc(start))} AND occurred_at < {sql_time(utc(end))}\n"
+                    "GROUP BY team, user_id, app, model ORDER BY cost_usd DESC"
+                ),
+            )
+        )
+    return findings
+
 
 __all__ = ["PLANNED", "RULES", "RuleParams", "RuleSpec", "robust_baseline", "robust_threshold", "rule"]

@@ -8,6 +8,7 @@ import typer
 
 # One import per line: each command module is added by its own small edit.
 from yieldmeter.cli import alerts
+from yieldmeter.cli import budgets
 from yieldmeter.cli import demo
 from yieldmeter.cli import flink
 from yieldmeter.cli import otlp
@@ -40,6 +41,7 @@ app.command()(warehouse.ingest)
 app.command()(warehouse.check)
 app.add_typer(flink.app, name="flink")
 app.add_typer(prices.app, name="prices")
+app.add_typer(budgets.app, name="budgets")
 app.command()(demo.demo)
 app.command()(run.run)
 app.command()(otlp.otlp)

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import typer
 
+from yieldmeter import budgets
 from yieldmeter.alerts.replay import demo_alerts
 from yieldmeter.cli.output import console, settings
-from yieldmeter.config import Settings
+from yieldmeter.config import PROJECT_ROOT, Settings
 from yieldmeter.kafka_local import LocalKafka, port_is_free
 from yieldmeter.runner import run
 from yieldmeter.report import write_report
@@ -59,6 +61,10 @@ def demo(
                 broker.start()
         console.print(f"[green]✓[/green] Kafka on {config.bootstrap_servers}")
         ensure_topics(config)
+        demo_budgets = budgets.load_budget_file(EXAMPLE_BUDGETS)
+        budgets.publish(demo_budgets, config)
+        console.print(f"[green]✓[/green] {len(demo_budgets)} budgets on {config.topic_budgets} "
+                      f"(infra/budgets.example.yaml)")
         start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=days)
         with console.status(f"Simulating {events:,} events over {days} days…"):
             t = time.monotonic()
@@ -68,7 +74,10 @@ def demo(
         console.print(f"[green]✓[/green] simulated {totals['usage_lines']:,} usage events and "
                       f"{totals['outcomes']:,} outcomes for {len(manifest['per_org'])} orgs "
                       f"in {time.monotonic() - t:.0f}s (planted: tokenmaxxers, overkill, a spend spike, bad input)")
-        with console.status("Running the pipeline until caught up (Flink job + warehouse ingest)…"):
+        burst = live_burst(config)
+        console.print(f"[green]✓[/green] a live burst: {burst} calls from acme's support-bot, now "
+                      "(its support team has a $5 daily budget that blocks)")
+        with console.status("Running the pipeline until caught up (Flink jobs + warehouse ingest)…"):
             t = time.monotonic()
             state = run(config, until_caught_up=True, cycle_s=15)
         console.print(f"[green]✓[/green] pipeline: {state.ingest.records:,} records into the warehouse in "
@@ -88,6 +97,13 @@ def demo(
         console.print("[green]✓[/green] alerts replayed over the simulated week:")
         for line in alert_lines:
             console.print(f"    {line}")
+        controls = budgets.read_controls(config)
+        states = Counter(c.state if c.in_force() else "ok (period over)" for c in controls.values())
+        console.print(f"[green]✓[/green] spend controls on {config.topic_controls}: "
+                      + ", ".join(f"{n} {state}" for state, n in sorted(states.items())))
+        for control in controls.values():
+            if control.state in ("block", "throttle") and control.in_force():
+                console.print(f"    [red]{control.state}[/red] {control.reason}")
     finally:
         if broker:
             broker.stop()
@@ -102,6 +118,24 @@ def demo(
     console.print("\n[bold]Three answers[/bold]")
     for number, answer in enumerate(answers, 1):
         console.print(f"  {number}. {answer}")
+
+
+EXAMPLE_BUDGETS = PROJECT_ROOT / "infra" / "budgets.example.yaml"
+
+
+def live_burst(config: Settings, calls: int = 120) -> int:
+    """Calls made now by acme's support-bot on a large context: over its $5 daily budget, so the
+    controls job blocks the scope for the rest of the day (New York time)."""
+    from yieldmeter.normalize import TokenUsage
+    from yieldmeter.sdk import UsageProducer, usage_event
+
+    with UsageProducer(config) as producer:
+        for i in range(calls):
+            producer.send_usage(usage_event(
+                TokenUsage(input_tokens=20_000, cache_read_tokens=4_000, output_tokens=1_200),
+                provider="anthropic", model="claude-sonnet-4-5", org_id="acme", team="support",
+                user_id=f"agent-{i % 6}", app="support-bot", latency_ms=2_000))
+    return calls
 
 
 def _answers(client) -> list[str]:

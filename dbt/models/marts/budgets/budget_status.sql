@@ -8,34 +8,26 @@ with as_of as (
 ),
 
 budgets as (
-    select * from {{ ref('budgets') }}
+    -- the monthly spend budgets of an org or of one of its teams (`yieldmeter budgets set`); a
+    -- budget narrowed to a user, app or key, or per day, is the controls job's alone
+    -- (usage.controls). Months here are UTC months, whatever the budget's time zone.
+    select CAST(org_id AS String) as org_id, if(team = '', '*', team) as team,
+        CAST(limit_usd AS Decimal(38, 9)) as budget_usd
+    from {{ ref('stg_budgets') }}
+    where kind = 'spend' and period = 'month' and user_id = '' and app = '' and api_key = ''
 ),
 
 months as (
+    -- a budget applies to every month of its org's spend up to as_of's month
     select distinct org_id, toStartOfMonth(day) as month
     from {{ ref('fct_calls') }}
-),
-
-candidates as (
-    -- a standing budget ('*') for every month of the org's spend; a dated one for its month
-    select b.org_id as org_id, b.team as team, m.month as month, b.budget_usd as budget_usd,
-        {{ as_bool("b.month = '*'") }} as is_standing
-    from budgets as b
-    inner join months as m on b.org_id = m.org_id
-    where b.month = '*'
-    union all
-    -- (OrZero: the filter may run after the expression; the seed's test guards the format)
-    select org_id, team, toDateOrZero(concat(month, '-01')), budget_usd, false
-    from budgets
-    where month != '*'
+    where month <= toStartOfMonth((select as_of_at from as_of))
 ),
 
 chosen as (
-    -- a month's own budget replaces the standing one
-    select org_id, team, month, argMin(budget_usd, is_standing) as budget_usd, min(is_standing) as is_standing
-    from candidates
-    where month <= toStartOfMonth((select as_of_at from as_of))
-    group by org_id, team, month
+    select b.org_id as org_id, b.team as team, m.month as month, b.budget_usd as budget_usd
+    from budgets as b
+    inner join months as m on b.org_id = m.org_id
 ),
 
 spend as (
@@ -57,7 +49,6 @@ measured as (
         c.org_id as org_id,
         c.team as team,
         c.month as month,
-        c.is_standing as is_standing_budget,
         c.budget_usd as budget_usd,
         CAST(s.cost_usd AS Decimal(38, 21)) as month_to_date_usd,
         s.calls as calls,
@@ -75,7 +66,6 @@ select
     org_id,
     team,
     month,
-    is_standing_budget,
     budget_usd,
     month_to_date_usd,
     calls,

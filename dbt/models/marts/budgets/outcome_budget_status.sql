@@ -4,7 +4,12 @@
 -- calls whose session had (or whose app usually has) the outcome type, over its successful
 -- outcomes of that type in the month.
 with budgets as (
-    select * from {{ ref('outcome_budgets') }}
+    -- cost_per_outcome budgets (`yieldmeter budgets set --kind cost_per_outcome`)
+    -- (cast to the contract's types: the table stores LowCardinality strings and Decimal(21, 9))
+    select CAST(org_id AS String) as org_id, if(team = '', '*', team) as team, app,
+        CAST(outcome_type AS String) as outcome_type, CAST(limit_usd AS Decimal(38, 9)) as max_cost_per_outcome_usd
+    from {{ ref('stg_budgets') }}
+    where kind = 'cost_per_outcome'
 ),
 
 spend as (

@@ -1,0 +1,2 @@
+DROP TABLE IF EXISTS controls;
+DROP TABLE IF EXISTS budgets;

@@ -1,0 +1,80 @@
+"""The gateway's copy of usage.controls (yieldmeter.controls.ControlsCache) on a real broker:
+the strictest control that applies decides, throttles count calls a minute, an expired period
+no longer blocks, a withdrawn control stops applying, and updates arrive while it runs."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from confluent_kafka import Producer
+
+from yieldmeter.budgets import Control
+from yieldmeter.controls import ControlsCache, ControlsSettings
+from yieldmeter.topics import topic_layout
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime.now(UTC)
+
+
+def control(budget_id: str, state: str, *, end: datetime = NOW + timedelta(days=3), throttle: int | None = None,
+            **scope) -> Control:
+    return Control(budget_id=budget_id, org_id="acme", period="month", time_zone="UTC",
+                   period_start=NOW - timedelta(days=3), period_end=end, state=state,
+                   action={"throttle": "throttle", "block": "block"}.get(state, "notify"), limit_usd=Decimal(10),
+                   spent_usd=Decimal(11), remaining_usd=Decimal(-1), warn_at_pct=Decimal(80),
+                   throttle_per_minute=throttle, calls=5, unpriced_calls=0, reason=f"{budget_id}: {state}",
+                   updated_at=NOW, **scope)
+
+
+def send(settings, records: list[tuple[str, Control | bytes | None]]) -> None:
+    producer = Producer({"bootstrap.servers": settings.bootstrap_servers})
+    for key, value in records:
+        producer.produce(settings.topic_controls, value.model_dump_json().encode() if isinstance(value, Control)
+                         else value, key=key)
+    assert producer.flush(10) == 0
+
+
+def test_the_strictest_applicable_control_decides(settings, new_topics):
+    (topic,) = new_topics(config=topic_layout()["controls"]["config"])
+    config = settings.model_copy(update={"topic_controls": topic})
+    send(config, [
+        ("spend/acme/month", control("spend/acme/month", "warn")),
+        ("spend/acme/team=support/month", control("spend/acme/team=support/month", "block", team="support")),
+        ("spend/acme/team=sales/month", control("spend/acme/team=sales/month", "throttle", team="sales", throttle=3)),
+        ("spend/acme/api_key=k1/month", control("spend/acme/api_key=k1/month", "block", api_key="k1")),
+        ("spend/acme/team=old/month", control("spend/acme/team=old/month", "block", team="old", end=NOW)),
+        ("junk", b"{not a control"),  # skipped, with a warning
+    ])
+    updates = []
+    cache = ControlsCache(config, ControlsSettings(), on_update=lambda key, c: updates.append(key))
+    try:
+        assert cache.wait_ready(30) and cache.available
+        blocked = cache.decide("acme", "support", "u1", "bot")
+        assert not blocked.allowed and blocked.state == "block"
+        assert blocked.reason == "spend/acme/team=support/month: block"
+        assert 2 * 86400 < blocked.retry_after_s <= 3 * 86400 + 1  # until the period ends
+        assert [cache.decide("acme", "sales", "u1", "bot").allowed for _ in range(5)] == [True, True, True, False, False]
+        throttled = cache.decide("acme", "sales", "u1", "bot")
+        assert throttled.state == "throttle" and 0 < throttled.retry_after_s <= 61
+        assert not cache.decide("acme", "eng", "u1", "bot", api_key="k1").allowed  # the key's budget
+        warned = cache.decide("acme", "eng", "u1", "bot")
+        assert warned.allowed and warned.state == "warn"  # the org's budget only warns
+        assert cache.decide("acme", "old", "u1", "bot").allowed  # its period is over: a new one began
+        other = cache.decide("globex", "support", "u1", "bot")
+        assert other.allowed and other.state == "ok" and other.reason == "no budget applies to team support, user u1, app bot of globex"
+
+        # Updates while running: a raised limit unblocks, a deleted budget's control is withdrawn.
+        send(config, [("spend/acme/team=support/month", control("spend/acme/team=support/month", "ok", team="support")),
+                      ("spend/acme/api_key=k1/month", None)])
+        deadline = time.monotonic() + 10
+        while cache.decide("acme", "support", "u1", "bot").state != "warn" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert cache.decide("acme", "support", "u1", "bot").allowed
+        assert cache.decide("acme", "eng", "u1", "bot", api_key="k1").allowed
+        assert updates.count("spend/acme/api_key=k1/month") == 2
+    finally:
+        cache.close()

@@ -1,0 +1,1 @@
+"""Integrations with LLM gateways: :mod:`yieldmeter.integrations.litellm` (SDK and proxy)."""
