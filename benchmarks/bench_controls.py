@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from support import bench_settings  # noqa: E402
 
 from yieldmeter.budgets import Budget, publish as publish_budgets  # noqa: E402
-from yieldmeter.contracts import PriceRecord, UsageEvent  # noqa: E402
+from yieldmeter.contracts import PriceRecord, UsageEvent, to_json_bytes  # noqa: E402
 from yieldmeter.controls import ControlsCache, ControlsSettings  # noqa: E402
 from yieldmeter.pipeline_jobs import start_pipeline  # noqa: E402
 from yieldmeter.sdk import UsageProducer  # noqa: E402
@@ -55,15 +55,13 @@ def describe(values: list[float]) -> str:
 
 
 def publish_price(settings) -> None:
-    """gpt-4o's price, without the daily-window fields: the price job's catalog parser on this
-    branch refuses fields it does not know yet (see tests/integration/test_litellm.py)."""
+    """gpt-4o's price as a user override: fixed rates, whatever genai-prices' release says."""
     from confluent_kafka import Producer
 
     price = PriceRecord(provider="openai", model="gpt-4o", effective_from="1970-01-01T00:00:00Z",
                         input_per_mtok="2.5", output_per_mtok="10", cache_read_per_mtok="1.25", source="user")
     producer = Producer({"bootstrap.servers": settings.bootstrap_servers})
-    record = price.model_dump(mode="json", exclude={"time_of_day_start", "time_of_day_end"})
-    producer.produce(settings.topic_prices, json.dumps(record).encode(), key=price.price_id.encode())
+    producer.produce(settings.topic_prices, to_json_bytes(price), key=price.price_id.encode())
     producer.flush(30)
 
 

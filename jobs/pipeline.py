@@ -7,7 +7,7 @@ Each is its own Flink job (own checkpoints under --checkpoint-dir/price, /sessio
 waits minutes for stragglers, and spend controls none at all. Options: those of jobs/price.py,
 jobs/sessionize.py and jobs/controls.py; the later jobs' consumer groups are
 <group-id>.sessionize and <group-id>.controls. The controls job runs when --budgets-topic and
---controls-topic are given.
+--controls-topic are given (and, in a bounded run, when the budgets topic holds a record).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the jobs beside this
 import controls  # noqa: E402
 import price  # noqa: E402
 import sessionize  # noqa: E402
-from common import base_parser, finish_bounded  # noqa: E402
+from common import base_parser, end_offsets, finish_bounded  # noqa: E402
 
 
 def parser() -> argparse.ArgumentParser:
@@ -49,11 +49,17 @@ def sub_args(args, job: str):
     return mine
 
 
+def has_records(args, topic: str) -> bool:
+    return any(end_offsets(args, topic).values())
+
+
 def main(argv=None) -> None:
     args = parser().parse_args(argv)
     pricing, sessions = sub_args(args, "price"), sub_args(args, "sessionize")
     after = [(sessionize, sessions)]
-    if args.budgets_topic and args.controls_topic:
+    if args.budgets_topic and args.controls_topic and (not args.bounded or has_records(args, args.budgets_topic)):
+        # A bounded run without a single budget has no control to publish: no controls job (it
+        # reads the priced calls from the beginning on every fresh start, so nothing is skipped).
         after.append((controls, sub_args(args, "controls")))
     if args.bounded:
         price.submit(pricing).wait()

@@ -38,7 +38,7 @@ from yieldmeter.budgets import Budget, publish as publish_budgets, read_controls
 from yieldmeter.controls import ControlsSettings  # noqa: E402
 from yieldmeter.integrations.litellm import BudgetRefused, LiteLLMSettings, YieldmeterLogger  # noqa: E402
 from yieldmeter.pipeline_jobs import start_pipeline  # noqa: E402
-from yieldmeter.contracts import PriceRecord  # noqa: E402
+from yieldmeter.contracts import PriceRecord, to_json_bytes  # noqa: E402
 from yieldmeter.topics import ensure_topics  # noqa: E402
 
 pytestmark = pytest.mark.integration
@@ -53,9 +53,8 @@ RESPONSE = {
 }
 
 
-# The test's own prices. Written without the daily-window fields (time_of_day_start/end):
-# the price job's catalog parser on this branch (jobs/udf, reworked on main) refuses fields it
-# does not know yet, so a record with them would leave every call unpriced.
+# The test's own prices (user overrides, as `yieldmeter prices` publishes them): fixed rates the
+# test's arithmetic can rely on whatever genai-prices' next release says.
 PRICES = [
     PriceRecord(provider="openai", model="gpt-4o", effective_from="1970-01-01T00:00:00Z", input_per_mtok="2.5",
                 output_per_mtok="10", cache_read_per_mtok="1.25", source="user"),
@@ -70,8 +69,7 @@ def publish_prices(config) -> None:
 
     producer = Producer({"bootstrap.servers": config.bootstrap_servers, "enable.idempotence": True})
     for price in PRICES:
-        record = price.model_dump(mode="json", exclude={"time_of_day_start", "time_of_day_end"})
-        producer.produce(config.topic_prices, json.dumps(record).encode(), key=price.price_id.encode())
+        producer.produce(config.topic_prices, to_json_bytes(price), key=price.price_id.encode())
     assert producer.flush(30) == 0
 
 

@@ -17,7 +17,6 @@ import time
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, Producer

@@ -20,7 +20,6 @@ from yieldmeter.prices import (
     PriceFileError,
     build_catalog,
     discount_for,
-    in_force,
     price_for,
     read_price_file,
     seed_prices,
