@@ -365,6 +365,16 @@ def _commit(args, offsets: dict) -> None:
         commit_offsets(args, args.group_id, topic, {int(p): o for p, o in partitions.items()})
 
 
+def job_main(doc: str, add_arguments, submit, argv=None) -> None:
+    """A job's command line: its options, then run it (bounded: and commit where it stopped)."""
+    parser = base_parser(doc.splitlines()[0])
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    submit(args).wait()
+    if args.bounded:
+        finish_bounded(args)
+
+
 def finish_bounded(args) -> None:
     """After a bounded run succeeded: commit where it stopped, so the next run starts there."""
     saved = _stops_file(args)

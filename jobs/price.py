@@ -16,11 +16,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # common.py beside this file
 from common import (  # noqa: E402
     add_event_time_arguments,
-    base_parser,
     bounded_stops,
     duration_ms,
     execute,
-    finish_bounded,
+    job_main,
     kafka_options,
     render_sql,
     sql_interval,
@@ -103,12 +102,7 @@ def submit(args):
 
 
 def main(argv=None) -> None:
-    parser = base_parser(__doc__.splitlines()[0])
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    submit(args).wait()
-    if args.bounded:
-        finish_bounded(args)
+    job_main(__doc__, add_arguments, submit, argv)
 
 
 if __name__ == "__main__":
