@@ -49,27 +49,28 @@ def sub_args(args, job: str):
     return mine
 
 
-def has_records(args, topic: str) -> bool:
-    return any(end_offsets(args, topic).values())
-
-
 def main(argv=None) -> None:
     args = parser().parse_args(argv)
     pricing, sessions = sub_args(args, "price"), sub_args(args, "sessionize")
-    after = [(sessionize, sessions)]
-    if args.budgets_topic and args.controls_topic and (not args.bounded or has_records(args, args.budgets_topic)):
-        # A bounded run without a single budget has no control to publish: no controls job (it
-        # reads the priced calls from the beginning on every fresh start, so nothing is skipped).
-        after.append((controls, sub_args(args, "controls")))
+    with_controls = bool(args.budgets_topic and args.controls_topic)
     if args.bounded:
         price.submit(pricing).wait()
         finish_bounded(pricing)
-        running = [(job.submit(job_args), job_args) for job, job_args in after]  # read what price committed
+        # Then the others on what the price job committed. A bounded run without a single
+        # budget has no control to publish: no controls job (it reads the priced calls from the
+        # beginning on every fresh start, so nothing is skipped). (Asked only now: the JVM
+        # has the Kafka client once the price job's environment loaded the connector.)
+        after = [(sessionize, sessions)]
+        if with_controls and any(end_offsets(pricing, args.budgets_topic).values()):
+            after.append((controls, sub_args(args, "controls")))
+        running = [(job.submit(job_args), job_args) for job, job_args in after]
         for result, job_args in running:
             result.wait()
             finish_bounded(job_args)
     else:
-        running = [price.submit(pricing)] + [job.submit(job_args) for job, job_args in after]
+        running = [price.submit(pricing), sessionize.submit(sessions)]
+        if with_controls:
+            running.append(controls.submit(sub_args(args, "controls")))
         for result in running:
             result.wait()
 
