@@ -15,11 +15,10 @@ from pydantic import AfterValidator, Field, SecretStr, ValidationError, field_va
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from yieldmeter.errors import YieldmeterError
+from yieldmeter_sdk.producer import ENV_PREFIX, KAFKA_PORT, TOPIC_DLQ, TOPIC_EVENTS, TOPIC_OUTCOMES
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 """The checkout: infra/, jobs/ and dbt/ are read from here."""
-
-ENV_PREFIX = "YIELDMETER_"
 
 
 def _topic_name(value: str) -> str:
@@ -60,7 +59,7 @@ class Settings(BaseSettings):
         description="Kafka bootstrap servers (host:port[,host:port]). Unset: the local broker that "
         "`yieldmeter up` starts on 127.0.0.1:<kafka_port>. Set: those brokers are used and no local one starts.",
     )
-    kafka_port: Port = Field(9092, description="Client port of the local broker.")
+    kafka_port: Port = Field(KAFKA_PORT, description="Client port of the local broker.")
     kafka_controller_port: Port = Field(9093, description="KRaft controller port of the local broker.")
 
     clickhouse_url: str | None = Field(
@@ -69,12 +68,12 @@ class Settings(BaseSettings):
         "http(s)://user:password@host:port/database. Default: chdb:///<state_dir>/warehouse.",
     )
 
-    topic_events: TopicName = Field("usage.events", description="One event per LLM call (producers write).")
-    topic_outcomes: TopicName = Field("usage.outcomes", description="One event per business outcome.")
+    topic_events: TopicName = Field(TOPIC_EVENTS, description="One event per LLM call (producers write).")
+    topic_outcomes: TopicName = Field(TOPIC_OUTCOMES, description="One event per business outcome.")
     topic_prices: TopicName = Field("usage.prices", description="Price catalog and org discounts, compacted, keyed by price id.")
     topic_priced: TopicName = Field("usage.priced", description="Priced calls (Flink writes).")
     topic_sessions: TopicName = Field("usage.sessions", description="Closed sessions (Flink writes).")
-    topic_dlq: TopicName = Field("usage.dlq", description="Dead letters: invalid input with its reason.")
+    topic_dlq: TopicName = Field(TOPIC_DLQ, description="Dead letters: invalid input with its reason.")
 
     ingest_batch_size: int = Field(
         20_000, ge=1, le=1_000_000, description="Most records the warehouse ingest inserts per batch."
