@@ -7,6 +7,7 @@ the setting and what it accepts; see :func:`load_settings`.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -16,9 +17,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from yieldmeter.errors import YieldmeterError
 from yieldmeter_sdk.producer import ENV_PREFIX, KAFKA_PORT, TOPIC_DLQ, TOPIC_EVENTS, TOPIC_OUTCOMES
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-"""The checkout: infra/, jobs/ and dbt/ are read from here."""
 
 
 def _topic_name(value: str) -> str:
@@ -100,7 +98,8 @@ class Settings(BaseSettings):
     )
     flink_python: Path | None = Field(
         None,
-        description="Python of the Flink environment (apache-flink). Default: <project>/.venv-flink/bin/python.",
+        description="Python of the Flink environment (apache-flink). Default: .venv-flink/bin/python beside the "
+        "environment yieldmeter runs in (make setup's layout: .venv and .venv-flink side by side).",
     )
 
     otlp_enabled: bool = Field(False, description="`yieldmeter run` also runs the OTLP intake (`yieldmeter otlp`).")
@@ -174,7 +173,7 @@ class Settings(BaseSettings):
 
     @property
     def flink_python_path(self) -> Path:
-        return self.flink_python or PROJECT_ROOT / ".venv-flink" / "bin" / "python"
+        return self.flink_python or Path(sys.prefix).parent / ".venv-flink" / "bin" / "python"
 
     @property
     def topics(self) -> dict[str, str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import free_port, make_settings
-from yieldmeter.config import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT
 from yieldmeter.contracts import ContractError, parse_usage, to_json_bytes
 from yieldmeter.errors import YieldmeterError
 from yieldmeter.normalize import TokenUsage
