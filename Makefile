@@ -77,7 +77,8 @@ status: $(APP_OK) ## Show what runs
 
 lock: ## Re-resolve requirements/*.lock from pyproject.toml (needs PyPI)
 	rm -rf /tmp/ym-lock && $(PYTHON) -m venv /tmp/ym-lock/app && /tmp/ym-lock/app/bin/pip install -q ./sdk ".[dev]" \
-	  && /tmp/ym-lock/app/bin/pip freeze --exclude yieldmeter --exclude yieldmeter-sdk > requirements/app.lock
+	  && { echo "# yieldmeter-sdk is not pinned here: make setup installs it from ./sdk"; \
+	       /tmp/ym-lock/app/bin/pip freeze --exclude yieldmeter --exclude yieldmeter-sdk; } > requirements/app.lock
 	$(PYTHON) -m venv /tmp/ym-lock/flink && /tmp/ym-lock/flink/bin/pip install -q "apache-flink==2.2.1" \
 	  && /tmp/ym-lock/flink/bin/pip freeze > requirements/flink.lock
 
