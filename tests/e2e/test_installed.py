@@ -143,6 +143,8 @@ def installed(tmp_path_factory) -> Installed:
     root = tmp_path_factory.mktemp("installed")
     dist, started = root / "dist", time.monotonic()
     wheel = [sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check", "--no-deps", "-w", str(dist)]
+    for project in (PROJECT_ROOT, PROJECT_ROOT / "sdk"):  # setuptools would pack what an earlier build left there
+        shutil.rmtree(project / "build", ignore_errors=True)
     run([*wheel, str(PROJECT_ROOT / "sdk")])
     (sdk_wheel,) = dist.glob("yieldmeter_sdk-*.whl")
     sdk_making = start_sdk_environments(root, sdk_wheel)
