@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Optional
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 from pydantic import ValidationError
@@ -104,8 +104,8 @@ class DeliveryError(YieldmeterError):
 @dataclass(frozen=True)
 class FailedDelivery:
     topic: str
-    key: bytes | None
-    value: bytes | None
+    key: Optional[bytes]
+    value: Optional[bytes]
     reason: str
     retriable: bool = False
 
