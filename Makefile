@@ -24,10 +24,10 @@ help: ## List the targets
 
 setup: $(APP_OK) $(FLINK_OK) $(KAFKA_JARS) $(FLINK_JARS) $(CHROMIUM_OK) ## Create both environments, fetch the Kafka and Flink connector jars, install Chromium (idempotent)
 
-$(APP_OK): requirements/app.lock pyproject.toml
+$(APP_OK): requirements/app.lock pyproject.toml sdk/pyproject.toml
 	$(PYTHON) -m venv $(APP_VENV)
 	$(APP_VENV)/bin/pip install -q --disable-pip-version-check -r requirements/app.lock
-	$(APP_VENV)/bin/pip install -q --disable-pip-version-check --no-deps -e .
+	$(APP_VENV)/bin/pip install -q --disable-pip-version-check --no-deps -e ./sdk -e .  # the SDK from sdk/, not PyPI
 	$(APP_VENV)/bin/pip check
 	@touch $@
 
@@ -76,8 +76,9 @@ status: $(APP_OK) ## Show what runs
 	$(APP_VENV)/bin/yieldmeter status
 
 lock: ## Re-resolve requirements/*.lock from pyproject.toml (needs PyPI)
-	rm -rf /tmp/ym-lock && $(PYTHON) -m venv /tmp/ym-lock/app && /tmp/ym-lock/app/bin/pip install -q ".[dev,litellm]" \
-	  && /tmp/ym-lock/app/bin/pip freeze --exclude yieldmeter > requirements/app.lock
+	rm -rf /tmp/ym-lock && $(PYTHON) -m venv /tmp/ym-lock/app && /tmp/ym-lock/app/bin/pip install -q ./sdk ".[dev,litellm]" \
+	  && { echo "# yieldmeter-sdk is not pinned here: make setup installs it from ./sdk"; \
+	       /tmp/ym-lock/app/bin/pip freeze --exclude yieldmeter --exclude yieldmeter-sdk; } > requirements/app.lock
 	$(PYTHON) -m venv /tmp/ym-lock/flink && /tmp/ym-lock/flink/bin/pip install -q "apache-flink==2.2.1" \
 	  && /tmp/ym-lock/flink/bin/pip freeze > requirements/flink.lock
 

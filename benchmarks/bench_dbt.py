@@ -23,9 +23,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from support import run_with_peak_rss  # noqa: E402
+from support import PROJECT_ROOT, run_with_peak_rss  # noqa: E402
 
-from yieldmeter.config import PROJECT_ROOT  # noqa: E402
 from yieldmeter.warehouse import migrate, open_warehouse  # noqa: E402
 
 DAYS = 28

@@ -410,7 +410,7 @@ def overlapped(base: Settings, workload: Path, manifest: dict) -> Report:
 
 
 def dbt_available() -> bool:
-    from yieldmeter.config import PROJECT_ROOT
+    from support import PROJECT_ROOT
 
     try:
         import yieldmeter.transform  # noqa: F401

@@ -87,7 +87,7 @@ def report(label: str, n: int, seconds: float, cpu: float, landed: int) -> None:
 
 
 def main() -> None:
-    logging.getLogger("yieldmeter.sdk").setLevel(logging.ERROR)  # a fresh broker's "retrying" warnings
+    logging.getLogger(UsageProducer.__module__).setLevel(logging.ERROR)  # a fresh broker's "retrying" warnings
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 300_000
     with bench_settings() as settings:
         run(settings, n)

@@ -12,7 +12,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from yieldmeter.config import PROJECT_ROOT, Settings
+from yieldmeter.config import Settings
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent  # the checkout: its fetched jars and venvs
 
 
 def free_port() -> int:

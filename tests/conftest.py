@@ -17,8 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from yieldmeter.config import PROJECT_ROOT, Settings
+from yieldmeter.config import Settings
 
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+"""The checkout: tests read its docs and fetched jars; the application reads nothing from it."""
 DEV_LIB = Path(os.environ.get("YIELDMETER_LIB_DIR") or PROJECT_ROOT / ".yieldmeter" / "lib")
 EXTERNAL_BOOTSTRAP = os.environ.get("YIELDMETER_TEST_KAFKA_BOOTSTRAP")
 

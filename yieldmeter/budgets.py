@@ -37,8 +37,8 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
+from yieldmeter import contracts
 from yieldmeter.contracts import (
-    SCHEMA_DIR,
     SCHEMA_VERSION,
     ContractError,
     Name,
@@ -46,7 +46,6 @@ from yieldmeter.contracts import (
     Percent,
     Usd,
     explain,
-    schema_text,
     to_json_bytes,
 )
 from yieldmeter.errors import YieldmeterError
@@ -440,15 +439,10 @@ def read_controls(settings: Any) -> dict[str, Control]:
 SCHEMA_FILES: dict[str, type[BaseModel]] = {"budget.schema.json": Budget, "control.schema.json": Control}
 
 
-def write_schemas(directory: Path = SCHEMA_DIR) -> list[Path]:
-    written = []
-    for name, model in SCHEMA_FILES.items():
-        path = directory / name
-        path.write_text(schema_text(model), encoding="utf-8")
-        written.append(path)
-    return written
+def write_schemas(directory: Path) -> list[Path]:
+    return contracts.write_schemas(directory, SCHEMA_FILES)
 
 
 if __name__ == "__main__":
-    for path in write_schemas(Path(sys.argv[1]) if len(sys.argv) > 1 else SCHEMA_DIR):
+    for path in write_schemas(Path(sys.argv[1] if len(sys.argv) > 1 else "schemas")):
         print(f"wrote {path}")

@@ -7,6 +7,7 @@ the setting and what it accepts; see :func:`load_settings`.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -15,11 +16,7 @@ from pydantic import AfterValidator, Field, SecretStr, ValidationError, field_va
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from yieldmeter.errors import YieldmeterError
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-"""The checkout: infra/, jobs/ and dbt/ are read from here."""
-
-ENV_PREFIX = "YIELDMETER_"
+from yieldmeter_sdk.producer import ENV_PREFIX, KAFKA_PORT, TOPIC_DLQ, TOPIC_EVENTS, TOPIC_OUTCOMES
 
 
 def _topic_name(value: str) -> str:
@@ -60,7 +57,7 @@ class Settings(BaseSettings):
         description="Kafka bootstrap servers (host:port[,host:port]). Unset: the local broker that "
         "`yieldmeter up` starts on 127.0.0.1:<kafka_port>. Set: those brokers are used and no local one starts.",
     )
-    kafka_port: Port = Field(9092, description="Client port of the local broker.")
+    kafka_port: Port = Field(KAFKA_PORT, description="Client port of the local broker.")
     kafka_controller_port: Port = Field(9093, description="KRaft controller port of the local broker.")
 
     clickhouse_url: str | None = Field(
@@ -69,12 +66,12 @@ class Settings(BaseSettings):
         "http(s)://user:password@host:port/database. Default: chdb:///<state_dir>/warehouse.",
     )
 
-    topic_events: TopicName = Field("usage.events", description="One event per LLM call (producers write).")
-    topic_outcomes: TopicName = Field("usage.outcomes", description="One event per business outcome.")
+    topic_events: TopicName = Field(TOPIC_EVENTS, description="One event per LLM call (producers write).")
+    topic_outcomes: TopicName = Field(TOPIC_OUTCOMES, description="One event per business outcome.")
     topic_prices: TopicName = Field("usage.prices", description="Price catalog and org discounts, compacted, keyed by price id.")
     topic_priced: TopicName = Field("usage.priced", description="Priced calls (Flink writes).")
     topic_sessions: TopicName = Field("usage.sessions", description="Closed sessions (Flink writes).")
-    topic_dlq: TopicName = Field("usage.dlq", description="Dead letters: invalid input with its reason.")
+    topic_dlq: TopicName = Field(TOPIC_DLQ, description="Dead letters: invalid input with its reason.")
     topic_budgets: TopicName = Field("usage.budgets", description="Spend budgets, compacted, keyed by budget id.")
     topic_controls: TopicName = Field(
         "usage.controls", description="Budget decisions per scope for gateways, compacted, keyed by budget id (Flink writes)."
@@ -110,7 +107,8 @@ class Settings(BaseSettings):
     )
     flink_python: Path | None = Field(
         None,
-        description="Python of the Flink environment (apache-flink). Default: <project>/.venv-flink/bin/python.",
+        description="Python of the Flink environment (apache-flink). Default: .venv-flink/bin/python beside the "
+        "environment yieldmeter runs in (make setup's layout: .venv and .venv-flink side by side).",
     )
 
     otlp_enabled: bool = Field(False, description="`yieldmeter run` also runs the OTLP intake (`yieldmeter otlp`).")
@@ -193,7 +191,7 @@ class Settings(BaseSettings):
 
     @property
     def flink_python_path(self) -> Path:
-        return self.flink_python or PROJECT_ROOT / ".venv-flink" / "bin" / "python"
+        return self.flink_python or Path(sys.prefix).parent / ".venv-flink" / "bin" / "python"
 
     @property
     def topics(self) -> dict[str, str]:

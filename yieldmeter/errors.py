@@ -1,5 +1,6 @@
-"""The one base class for errors a user can fix: the CLI prints their message, no traceback."""
+"""The one base class for errors a user can fix (defined in the producer SDK, whose errors are
+yieldmeter errors too): the CLI prints their message, no traceback."""
 
+from yieldmeter_sdk.errors import YieldmeterError
 
-class YieldmeterError(Exception):
-    """An error whose message names what went wrong and what to do about it."""
+__all__ = ["YieldmeterError"]

@@ -14,10 +14,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from yieldmeter.config import ENV_PREFIX, PROJECT_ROOT, Settings
+from yieldmeter.config import ENV_PREFIX, Settings
 from yieldmeter.errors import YieldmeterError
+from yieldmeter.share import share_path
 
-JOBS_DIR = PROJECT_ROOT / "jobs"
+JOBS_DIR = share_path("jobs")
 
 
 class FlinkError(YieldmeterError):

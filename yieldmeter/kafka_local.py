@@ -15,11 +15,12 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from yieldmeter.config import ENV_PREFIX, PROJECT_ROOT, Settings
+from yieldmeter.config import ENV_PREFIX, Settings
 from yieldmeter.errors import YieldmeterError
+from yieldmeter.share import share_path
 
 MAIN_CLASS = "kafka.Kafka"
-INFRA = PROJECT_ROOT / "infra" / "kafka"
+INFRA = share_path("infra", "kafka")
 
 
 class KafkaError(YieldmeterError):

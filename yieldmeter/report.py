@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from html import escape
+from importlib.resources import files
 from pathlib import Path
 
 from clickhouse_connect.driver.client import Client
@@ -420,7 +421,8 @@ def build_report(client: Client, *, now: datetime | None = None, days: int = DEF
 
 
 def render(report: Report) -> str:
-    env = Environment(loader=FileSystemLoader(Path(__file__).parent), autoescape=select_autoescape(["html"]),
+    env = Environment(loader=FileSystemLoader(files("yieldmeter")),  # report_template.html: package data
+                      autoescape=select_autoescape(["html"]),
                       trim_blocks=True, lstrip_blocks=True)
     env.filters["ticks"] = lambda text: Markup(re.sub(r"`([^`]+)`", r"<code>\1</code>", str(escape(text))))
     return env.get_template(TEMPLATE).render(report=report)

@@ -8,9 +8,10 @@ import yaml
 from confluent_kafka import KafkaError as _KafkaErrorCode
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from yieldmeter.config import PROJECT_ROOT, Settings
+from yieldmeter.config import Settings
+from yieldmeter.share import share_path
 
-TOPICS_FILE = PROJECT_ROOT / "infra" / "topics.yaml"
+TOPICS_FILE = share_path("infra", "topics.yaml")
 
 
 @cache

@@ -32,11 +32,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from yieldmeter.config import PROJECT_ROOT, Settings
+from yieldmeter.config import Settings
 from yieldmeter.errors import YieldmeterError
+from yieldmeter.share import share_path
 from yieldmeter.warehouse import connect, embedded_path, redact
 
-DBT_DIR = PROJECT_ROOT / "dbt"
+DBT_DIR = share_path("dbt")
 # dbt's own commands: `yieldmeter transform <one of these> ...` runs it instead of `build`.
 DBT_COMMANDS = frozenset({
     "build", "clean", "clone", "compile", "debug", "deps", "docs", "list", "ls", "parse", "retry",

@@ -19,10 +19,11 @@ from urllib.parse import urlsplit, urlunsplit
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
-from yieldmeter.config import ENV_PREFIX, PROJECT_ROOT
+from yieldmeter.config import ENV_PREFIX
 from yieldmeter.errors import YieldmeterError
+from yieldmeter.share import share_path
 
-MIGRATIONS_DIR = PROJECT_ROOT / "infra" / "clickhouse" / "migrations"
+MIGRATIONS_DIR = share_path("infra", "clickhouse", "migrations")
 MIGRATIONS_TABLE = "schema_migrations"
 
 

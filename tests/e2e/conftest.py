@@ -44,6 +44,6 @@ def figures() -> list[str]:
 
 def pytest_terminal_summary(terminalreporter) -> None:
     if FIGURES:
-        terminalreporter.section("dbt value models: figures")
+        terminalreporter.section("end-to-end figures")
         for line in FIGURES:
             terminalreporter.write_line(line)

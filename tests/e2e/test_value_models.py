@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from tests.conftest import DEV_LIB
 from yieldmeter.cli import app
-from yieldmeter.config import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT
 from yieldmeter.warehouse import open_warehouse
 
 pytestmark = pytest.mark.e2e

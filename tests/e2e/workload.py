@@ -16,7 +16,8 @@ from decimal import Decimal
 from pathlib import Path
 
 from yieldmeter import budgets
-from yieldmeter.config import PROJECT_ROOT, Settings
+from tests.conftest import PROJECT_ROOT
+from yieldmeter.config import Settings
 from yieldmeter.contracts import PriceRecord
 from yieldmeter.ingest import WarehouseIngest
 from yieldmeter.pipeline_jobs import run_pipeline

@@ -13,7 +13,7 @@ import pytest
 from confluent_kafka import Producer
 
 from yieldmeter.budgets import Control
-from yieldmeter.config import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT
 from yieldmeter.topics import topic_layout
 
 pytestmark = pytest.mark.integration

@@ -27,7 +27,7 @@ from yieldmeter import report_queries as q
 from yieldmeter.alerts.config import build_config
 from yieldmeter.alerts.mart_rules import COST_PER_OUTCOME_SQL
 from yieldmeter.cli.demo import _answers
-from yieldmeter.config import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT
 from yieldmeter.transform import run_dbt
 from yieldmeter.warehouse import migrate, open_warehouse
 

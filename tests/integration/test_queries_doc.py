@@ -6,7 +6,7 @@ import re
 import pytest
 
 from tests.conftest import make_settings
-from yieldmeter.config import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT
 from yieldmeter.transform import run_dbt
 from yieldmeter.warehouse import migrate, open_warehouse
 

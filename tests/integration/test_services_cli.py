@@ -1,4 +1,5 @@
-"""`yieldmeter up | down | status` as a user runs them: a subprocess with only its environment."""
+"""`yieldmeter up | status` as a user runs them: a subprocess with only its environment. (up, status and
+down on a local broker: tests/e2e/test_installed.py, from the installed wheel.)"""
 
 import os
 import socket
@@ -26,27 +27,6 @@ def local_env(tmp_path):
         "YIELDMETER_KAFKA_PORT": str(free_port()),
         "YIELDMETER_KAFKA_CONTROLLER_PORT": str(free_port()),
     }
-
-
-def test_up_status_down(local_env, tmp_path):
-    try:
-        up = cli(local_env, "up")
-        assert up.returncode == 0, up.stdout + up.stderr
-        assert "Kafka is up" in up.stdout and "Created topics: usage.events" in up.stdout
-        assert (tmp_path / "state" / "kafka" / "broker.pid").exists()
-        assert (tmp_path / "state" / "kafka" / "logs" / "server.log").exists()
-
-        again = cli(local_env, "up")
-        assert again.returncode == 0 and "already up" in again.stdout
-
-        status = cli(local_env, "status")
-        assert status.returncode == 0 and "up (pid" in status.stdout
-    finally:
-        down = cli(local_env, "down")
-    assert down.returncode == 0 and "Kafka stopped" in down.stdout
-    assert not (tmp_path / "state" / "kafka" / "broker.pid").exists()
-    assert "down" in cli(local_env, "status").stdout
-    assert "not running" in cli(local_env, "down").stdout
 
 
 def test_port_taken_names_port_and_setting(local_env):

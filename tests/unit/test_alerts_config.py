@@ -8,7 +8,7 @@ from pydantic import SecretStr
 
 from yieldmeter.alerts.config import AlertsConfigError, build_config, load_config
 from yieldmeter.alerts.rules import RULES
-from yieldmeter.config import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT
 
 pytestmark = pytest.mark.unit
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from yieldmeter.config import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT
 
 pytestmark = pytest.mark.unit
 

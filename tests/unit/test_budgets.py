@@ -18,7 +18,8 @@ from yieldmeter.budgets import (
     parse_budget,
     period_bounds,
 )
-from yieldmeter.contracts import SCHEMA_DIR, ContractError, explain, schema_text, to_json_bytes
+from tests.conftest import PROJECT_ROOT
+from yieldmeter.contracts import ContractError, explain, schema_text, to_json_bytes
 
 pytestmark = pytest.mark.unit
 
@@ -112,11 +113,11 @@ def test_a_budget_file_is_all_or_nothing_and_numbers_stay_exact(tmp_path):
 
 @pytest.mark.parametrize("name", sorted(SCHEMA_FILES))
 def test_committed_schemas_match_the_models(name):
-    assert (SCHEMA_DIR / name).read_text() == schema_text(SCHEMA_FILES[name]), (
+    assert (PROJECT_ROOT / "schemas" / name).read_text() == schema_text(SCHEMA_FILES[name]), (
         "schemas/ are stale: run `python -m yieldmeter.budgets` and commit the result")
 
 
 def test_the_budget_schema_accepts_what_the_model_writes():
-    schema = json.loads((SCHEMA_DIR / "budget.schema.json").read_text())
+    schema = json.loads((PROJECT_ROOT / "schemas" / "budget.schema.json").read_text())
     budget = Budget(org_id="acme", team="t", limit_usd=Decimal("12.5"), action="throttle", time_zone="Europe/Paris")
     jsonschema.Draft202012Validator(schema).validate(json.loads(to_json_bytes(budget)))

@@ -441,7 +441,7 @@ def test_python_versions_agree_with_pyproject() -> None:
     assert flink_python == app_python == "3.11"
     app_text = APP_DOCKERFILE.read_text()
     assert "pip install -r requirements/app.lock" in app_text
-    assert "pip install --no-deps -e ." in app_text
+    assert "pip install --no-deps -e ./sdk -e ." in app_text
     pyproject = ROOT / "pyproject.toml"
     if not pyproject.exists():
         pytest.skip("pyproject.toml does not exist yet")

@@ -62,7 +62,8 @@ def test_cli_reports_bad_config_without_traceback(tmp_path):
 
 
 def test_readme_documents_every_setting():
-    from yieldmeter.config import PROJECT_ROOT, Settings
+    from tests.conftest import PROJECT_ROOT
+    from yieldmeter.config import Settings
 
     readme = (PROJECT_ROOT / "README.md").read_text()
     missing = [name for name in Settings.model_fields if f"`YIELDMETER_{name.upper()}`" not in readme]

@@ -328,7 +328,7 @@ def test_discount_wire_shape_key_and_precedence():
 
 def test_org_discount_schema_file_is_current():
     path = Path(__file__).resolve().parents[2] / "schemas" / "org_discount.schema.json"
-    assert path.read_text() == schema_text(OrgDiscount), "regenerate: python -m yieldmeter.contracts"
+    assert path.read_text() == schema_text(OrgDiscount), "regenerate: python -m yieldmeter_sdk.contracts"
 
 
 def test_readme_discount_example_is_the_wire_shape():

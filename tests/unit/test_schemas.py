@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime
+from pathlib import Path
 
 import jsonschema
 import pytest
 from hypothesis import given
 
 from yieldmeter.contracts import (
-    SCHEMA_DIR,
     SCHEMA_FILES,
     OutcomeEvent,
     PriceRecord,
@@ -24,7 +24,9 @@ from .test_contracts import CTX, outcome_payloads, usage_payloads
 
 pytestmark = pytest.mark.unit
 
-REGENERATE = "schemas/ are stale: run `python -m yieldmeter.contracts` and commit the result"
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"  # the committed schemas, in the checkout
+
+REGENERATE = "schemas/ are stale: run `python -m yieldmeter_sdk.contracts` and commit the result"
 MODELS = {"usage_event": UsageEvent, "outcome_event": OutcomeEvent, "price_record": PriceRecord}
 EXAMPLE = re.compile(r"<!-- example: (\w+)( canonical| otel)? -->\s*```json\n(.*?)```", re.S)
 

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port, make_settings
-from yieldmeter.config import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, free_port, make_settings
 from yieldmeter.contracts import ContractError, parse_usage, to_json_bytes
 from yieldmeter.errors import YieldmeterError
 from yieldmeter.normalize import TokenUsage
 from yieldmeter.sdk import (
     DeliveryError,
+    ProducerSettings,
     UsageProducer,
     dead_letter,
     event_from_anthropic,
@@ -237,3 +237,20 @@ def test_bootstrap_string_and_topic_overrides(nobody, monkeypatch, tmp_path):
     )
     producer.close(0)
 
+
+
+@pytest.mark.parametrize("env", [
+    {},
+    {"YIELDMETER_KAFKA_PORT": "19092", "YIELDMETER_TOPIC_EVENTS": "a.events", "YIELDMETER_TOPIC_OUTCOMES": "a.outcomes",
+     "YIELDMETER_TOPIC_DLQ": "a.dlq"},
+    {"YIELDMETER_KAFKA_BOOTSTRAP": "k1:9092,k2:9092", "YIELDMETER_KAFKA_PORT": "19092"},
+])
+def test_the_sdk_reads_the_same_variables_as_the_application(env, monkeypatch):
+    # The SDK has no pydantic-settings; what it reads must still mean what the app's Settings read.
+    from yieldmeter.config import Settings
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    app, sdk = Settings(_env_file=None), ProducerSettings.from_env()
+    assert (sdk.bootstrap_servers, sdk.topic_events, sdk.topic_outcomes, sdk.topic_dlq) == (
+        app.bootstrap_servers, app.topic_events, app.topic_outcomes, app.topic_dlq)

@@ -18,9 +18,10 @@ import typer
 from yieldmeter import budgets
 from yieldmeter.alerts.replay import demo_alerts
 from yieldmeter.cli.output import console, settings
-from yieldmeter.config import PROJECT_ROOT, Settings
+from yieldmeter.config import Settings
 from yieldmeter.kafka_local import LocalKafka, port_is_free
 from yieldmeter.runner import run
+from yieldmeter.share import share_path
 from yieldmeter.report import write_report
 from yieldmeter.simulate import KafkaSink, SimulationOptions, simulate
 from yieldmeter.topics import ensure_topics
@@ -120,7 +121,7 @@ def demo(
         console.print(f"  {number}. {answer}")
 
 
-EXAMPLE_BUDGETS = PROJECT_ROOT / "infra" / "budgets.example.yaml"
+EXAMPLE_BUDGETS = share_path("infra", "budgets.example.yaml")
 
 
 def live_burst(config: Settings, calls: int = 120) -> int:

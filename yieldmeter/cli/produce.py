@@ -68,7 +68,7 @@ def produce(
         except OSError as error:
             raise YieldmeterError(f"cannot read {source}: {error.strerror}") from None
 
-    client_log = logging.getLogger("yieldmeter.sdk")
+    client_log = logging.getLogger(UsageProducer.__module__)  # the SDK's logger
     client_log.setLevel(logging.ERROR)  # librdkafka's transient warnings (e.g. "retrying") are noise here
     producer = UsageProducer(config)
     try:
