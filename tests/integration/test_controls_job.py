@@ -1,7 +1,7 @@
 """The controls job (jobs/controls.py) on a real broker and a real Flink mini-cluster: budgets set
 from the CLI reach usage.controls with each scope's exact spend in its current period, unpriced
-calls named in the reason, periods cut at the budget's local midnights, deletions withdrawn, and
-a SIGKILL mid-stream recovered without counting a call twice.
+calls named in the reason, periods cut at the budget's local midnights, deletions withdrawn. (A
+SIGKILL of the whole pipeline, controls included: tests/integration/test_pipeline_faults.py.)
 
 The job reads priced calls as the price job writes them; here they are produced directly, so
 each test controls exactly what the job sees (the LiteLLM tests run the whole pipeline)."""
@@ -12,8 +12,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -25,8 +23,7 @@ from typer.testing import CliRunner
 from tests.conftest import DEV_LIB
 from yieldmeter.budgets import Budget, period_bounds, read_budgets, read_compacted, read_controls
 from yieldmeter.cli import app
-from yieldmeter.controls import ControlsCache
-from yieldmeter.flink import run_job, start_job
+from yieldmeter.flink import run_job
 from yieldmeter.topics import topic_layout
 
 pytestmark = pytest.mark.integration
@@ -241,68 +238,3 @@ def test_periods_roll_over_at_the_budgets_local_midnight(topics):
         assert control.spent_usd == Decimal("0.2")  # only the call after the local midnight
     paris = controls["spend/acme/team=tz2/day"]
     assert paris.period_end - paris.period_start == timedelta(hours=23)  # the day summer time starts
-
-
-class Stream(threading.Thread):
-    """Priced calls of one team, ~400 a second, until stopped."""
-
-    def __init__(self, bootstrap: str, topic: str):
-        super().__init__(daemon=True)
-        self.producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 10})
-        self.topic, self.calls, self.stopped = topic, [], threading.Event()
-
-    def run(self) -> None:
-        i = 0
-        while not self.stopped.is_set():
-            for _ in range(40):
-                call = Call(f"c{i}", NOW - timedelta(seconds=i % 600), "support", Decimal(f"0.{i % 97:03d}123456789"))
-                self.producer.produce(self.topic, call.record(), key=call.event_id.encode())
-                self.calls.append(call)
-                i += 1
-            self.producer.poll(0)
-            time.sleep(0.1)
-        assert self.producer.flush(30) == 0
-
-
-def wait_for(predicate, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if (value := predicate()) is not None:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
-
-
-def test_a_killed_job_resumes_from_its_checkpoint_without_counting_a_call_twice(topics):
-    budget = Budget(org_id="acme", team="support", limit_usd=Decimal("1000000"))
-    assert cli(topics, "budgets", "set", "--org-id", "acme", "--team", "support", "--limit-usd", "1000000").exit_code == 0
-    options = {"group_id": f"g-{topics.topic_controls}", "priced_topic": topics.topic_priced,
-               "budgets_topic": topics.topic_budgets, "controls_topic": topics.topic_controls,
-               "checkpoint_interval": "1s", "continuous": True}
-    stream = Stream(topics.bootstrap_servers, topics.topic_priced)
-    stream.start()
-    job = start_job("controls", topics, **options)
-    cache = ControlsCache(topics)  # follows usage.controls, as a gateway does
-
-    def counted() -> int:
-        return next((c.calls for c in cache.controls_for("acme", "support")), 0)
-
-    try:
-        # killed once it has counted some calls and taken a checkpoint or two (mid-stream)
-        wait_for(lambda: counted() > 2000 or None, 180, "the first controls")
-        time.sleep(1.5)
-        job.kill()
-        time.sleep(2)  # calls keep arriving while it is down
-        job = start_job("controls", topics, **options)
-        time.sleep(5)
-        stream.stopped.set()
-        stream.join(60)
-        total = len(stream.calls)
-        wait_for(lambda: counted() >= total or None, 180, f"a control counting all {total} calls")
-        time.sleep(2)  # a control counting more than were sent would be a call counted twice
-        (control,) = cache.controls_for("acme", "support")
-    finally:
-        job.kill()
-        cache.close()
-    assert "Resuming from checkpoint" in job.log.read_text()
-    assert observed(control) == expected(budget, stream.calls)  # every call once: count and exact spend

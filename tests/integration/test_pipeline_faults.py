@@ -1,5 +1,7 @@
-"""Crash recovery: the continuous pipeline job SIGKILLed mid-stream, restarted from its last
-checkpoint, and its committed output holds every input exactly once.
+"""Crash recovery: the continuous pipeline (price, sessionize and controls jobs) SIGKILLed
+mid-stream, restarted from its last checkpoints, and its committed output holds every input
+exactly once: each call priced once, in one closed session, counted once in its budget's
+control (the exact spend of the priced calls), every dead letter once.
 
 Events keep arriving before, during and after the crash (a producer thread), with dead letters
 and re-deliveries mixed in, on two partitions, at parallelism 2.
@@ -11,13 +13,18 @@ import json
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 from confluent_kafka import Consumer, Producer
 
 from tests.integration.test_pipeline_job import produce
+from yieldmeter import budgets
+from yieldmeter.budgets import Budget, period_bounds
 from yieldmeter.contracts import PriceRecord, UsageEvent, to_json_bytes
+from yieldmeter.controls import ControlsCache
 from yieldmeter.pipeline_jobs import start_pipeline
+from yieldmeter.topics import topic_layout
 
 pytestmark = pytest.mark.integration
 
@@ -111,8 +118,14 @@ def wait_for(condition, timeout_s: float, what: str) -> None:
 
 def test_killed_job_resumes_from_its_checkpoint_exactly_once(settings, new_topics):
     events, prices, priced, sessions, dlq = new_topics(5, partitions=2)
+    (budgets_topic,) = new_topics(config=topic_layout()["budgets"]["config"])
+    (controls_topic,) = new_topics(config=topic_layout()["controls"]["config"])
     topics = {"events_topic": events, "prices_topic": prices, "priced_topic": priced,
-              "sessions_topic": sessions, "dlq_topic": dlq, "group_id": f"g-{events}"}
+              "sessions_topic": sessions, "dlq_topic": dlq, "budgets_topic": budgets_topic,
+              "controls_topic": controls_topic, "group_id": f"g-{events}"}
+    config = settings.model_copy(update={"topic_budgets": budgets_topic, "topic_controls": controls_topic})
+    budget = Budget(org_id="acme", team="t", limit_usd=Decimal(1_000_000))
+    budgets.publish([budget], config)
     price = PriceRecord(provider="openai", model="gpt-4o", effective_from="1970-01-01T00:00:00Z",
                         input_per_mtok="2.5", output_per_mtok="10", cache_read_per_mtok="1.25", source="user")
     produce(settings.bootstrap_servers, prices, [(price.price_id.encode(), to_json_bytes(price))])
@@ -121,6 +134,19 @@ def test_killed_job_resumes_from_its_checkpoint_exactly_once(settings, new_topic
     out, closed, dead = (Tail(settings.bootstrap_servers, t) for t in (priced, sessions, dlq))
     checkpoints = settings.state_path / "flink" / "checkpoints" / "pipeline" / "price" / "continuous"
     clock = Clock(settings.bootstrap_servers, events, stream)
+    cache = ControlsCache(config)  # follows usage.controls, as a gateway does
+
+    def control():
+        return next(iter(cache.controls_for("acme", "t")), None)
+
+    def spend_in_period() -> tuple[int, Decimal]:
+        """The budget's control as the priced output says it should be: calls and exact spend
+        in the period of the newest call."""
+        rows = out.poll()
+        newest = max(datetime.fromisoformat(r["occurred_at"]) for r in rows)
+        start, end = period_bounds(newest, budget.time_zone, budget.period)
+        mine = [r for r in rows if start <= datetime.fromisoformat(r["occurred_at"]) < end]
+        return len(mine), sum((Decimal(r["cost_usd"]) for r in mine), Decimal(0))
 
     stream.start()
     job = start_pipeline(settings, bounded=False, **topics, **OPTIONS)
@@ -148,11 +174,14 @@ def test_killed_job_resumes_from_its_checkpoint_exactly_once(settings, new_topic
         wait_for(lambda: len(dead.poll()) >= stream.invalid, 300, "every dead letter")
         clock.stopped.set()
         clock.join(30)
-        time.sleep(3)  # a few more checkpoints: anything written twice would show now
+        wait_for(lambda: control() and control().calls >= spend_in_period()[0], 300, "a control counting every call")
+        time.sleep(3)  # a few more checkpoints: anything written or counted twice would show now
         assert job.process.poll() is None, job.log_tail()
+        final = control()
     finally:
         stream.stopped.set()
         clock.stopped.set()
+        cache.close()
         job.stop()
 
     ids = [row["event_id"] for row in out.poll()]
@@ -164,3 +193,5 @@ def test_killed_job_resumes_from_its_checkpoint_exactly_once(settings, new_topic
     assert users() == len(stream.valid)
     assert len({s["session_uid"] for s in closed.rows}) == len(closed.rows)
     assert f"Resuming from checkpoint {checkpoints.as_uri()}" in job.log.read_text(errors="replace")
+    assert (final.calls, final.spent_usd) == spend_in_period(), "the control counts a call twice or misses one"
+    assert final.spent_usd > 0 and final.unpriced_calls == 0

@@ -98,7 +98,7 @@ def test_calls_hourly_keeps_the_money_of_calls_to_the_last_digit(warehouse_url):
         migrations = load_migrations()
         migrate(client, [m for m in migrations if m.version < 7])
         client.insert("calls", [call(0, costs[0])], column_names=columns)
-        migrate(client, migrations)
+        migrate(client, [m for m in migrations if m.version <= 7])
         client.insert("calls", [call(1, costs[1])], column_names=columns)
         rollup = client.query("SELECT sum(cost_usd), sum(calls) FROM calls_hourly").result_rows[0]
         assert rollup == (sum(map(Decimal, costs)), 2)
