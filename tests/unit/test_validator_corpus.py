@@ -27,12 +27,13 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from tests.java_udf import run_main, udf_classpath
-from yieldmeter.contracts import ContractError, _wire_time, explain, parse_usage
+from yieldmeter.contracts import ContractError, _wire_time, explain, parse_outcome, parse_usage, to_json_bytes
 from yieldmeter.normalize import normalize_model, normalize_provider
 
 pytestmark = pytest.mark.unit
 
 CORPUS = Path(__file__).resolve().parents[2] / "schemas" / "corpus" / "usage_event.jsonl"
+OUTCOMES = CORPUS.with_name("outcome_event.jsonl")
 NOW = datetime(2026, 11, 22, 13, 0, tzinfo=UTC)
 """The validators' clock for the whole corpus (its times are chosen around it)."""
 GENERATED = 1500
@@ -67,9 +68,9 @@ class Verdict:
         return [line.split(": ", 1)[0] for line in (self.reason or "").splitlines()]
 
 
-def load_corpus() -> list[Case]:
+def load_corpus(path: Path = CORPUS) -> list[Case]:
     cases = []
-    for line in CORPUS.read_text(encoding="utf-8").split("\n")[:-1]:  # not splitlines(): U+2028 is in a case
+    for line in path.read_text(encoding="utf-8").split("\n")[:-1]:  # not splitlines(): U+2028 is in a case
         c = json.loads(line)
         if c.get("null"):
             value = None
@@ -322,3 +323,20 @@ def test_a_future_time_is_judged_on_each_validators_own_clock(java_verdicts):
     refused, accepted = java_verdicts([ahead], NOW)[0], java_verdicts([ahead], later)[0]
     assert refused.reason == python_verdict(ahead).reason
     assert accepted.valid and accepted.event["occurred_at"] == "2026-11-22T13:06:00.000Z"
+
+
+def test_outcomes_get_the_expected_verdict():
+    """OutcomeEvents have one validator, the warehouse ingest's (pydantic): their corpus is its spec."""
+    wrong = []
+    for case in load_corpus(OUTCOMES):
+        try:
+            event = json.loads(to_json_bytes(parse_outcome(case.value, now=NOW)))
+        except ContractError as error:
+            fields = [line.split(": ", 1)[0] for line in explain(error).splitlines()]
+            if case.valid or fields != case.fields:
+                wrong.append(f"{case.name}: {explain(error)!r}, expected {case.fields or 'valid'}")
+            continue
+        if not case.valid:
+            wrong.append(f"{case.name}: valid, expected {case.fields}")
+        wrong += [f"{case.name}: read {k}={event[k]!r}, expected {v!r}" for k, v in case.expect.items() if event[k] != v]
+    assert not wrong, "\n".join(wrong)
