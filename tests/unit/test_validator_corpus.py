@@ -104,6 +104,7 @@ def python_verdict(value: bytes | None) -> Verdict:
 @pytest.fixture(scope="module")
 def java_verdicts(tmp_path_factory):
     classpath = udf_classpath(tmp_path_factory.mktemp("udf"))
+
     def run(values: list[bytes | None], now: datetime = NOW) -> list[Verdict]:
         lines = ["-" if v is None else base64.b64encode(v).decode() for v in values]
         verdicts = []
@@ -129,7 +130,8 @@ _names = _text | st.sampled_from(["", " ", "\u00a0", "\u200b", "x" * 128, "x" * 
 _times = st.builds(lambda t, form: t.strftime(form), st.datetimes(datetime(1999, 12, 31, 23), datetime(2026, 11, 22, 13, 6),
                                                                    timezones=st.just(UTC)),
                    st.sampled_from(["%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S.%fZ", "%Y-%m-%d %H:%M:%S+00:00", "%Y-%m-%dt%H:%Mz",
-                                    "%Y-%m-%dT%H:%M:%S.%f+0530", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d", "%s"]))  # fmt: skip
+                                    "%Y-%m-%dT%H:%M:%S.%f+0530", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"]))  # fmt: skip
+_times |= st.integers(946_684_800, 1_795_352_700).map(str)  # Unix seconds as a string
 _scalars = st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False) | _names
 _json = st.recursive(_scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_names, inner, max_size=3),
                      max_leaves=5)  # fmt: skip
@@ -294,7 +296,7 @@ def test_both_validators_give_the_expected_verdict_on_every_case(corpus, verdict
 def test_both_validators_agree_on_generated_records(generated, verdicts):
     assert len(generated) >= GENERATED + MUTATED - 100  # hypothesis may find fewer distinct records
     valid = sum(verdicts[c.name][0].valid for c in generated)
-    assert valid > 300 and len(generated) - valid > 3000, f"{valid} valid: the generators make both"
+    assert valid > 200 and len(generated) - valid > 3000, f"{valid} valid: the generators make both"
     disagree = _disagreements(generated, verdicts)
     assert not disagree, f"{len(disagree)} of {len(generated)} records where the validators differ:\n" + "\n".join(disagree[:20])
 
