@@ -4,7 +4,9 @@ rules bundled), on the classpath of this PyFlink's jars."""
 
 from __future__ import annotations
 
+import functools
 import subprocess
+import tempfile
 from pathlib import Path
 
 from tests.conftest import DEV_LIB, make_settings
@@ -12,9 +14,11 @@ from tests.conftest import DEV_LIB, make_settings
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def udf_classpath(folder: Path) -> str:
+@functools.cache  # one build per test session (starting the Flink environment's Python takes seconds)
+def udf_classpath() -> str:
     from yieldmeter.pipeline_jobs import export_model_rules
 
+    folder = Path(tempfile.mkdtemp(prefix="yieldmeter-udf-test-"))
     python = str(make_settings(folder).flink_python_path)
     rules = export_model_rules(folder / "model_rules.json")
     connector = next((DEV_LIB / "flink").glob("flink-sql-connector-kafka-*.jar"))

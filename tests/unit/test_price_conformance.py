@@ -48,7 +48,7 @@ def grid():
 def pricer(tmp_path_factory, catalog):
     """Run the job's pricer offline: lines of calls in, lines of priced fields out."""
     folder = tmp_path_factory.mktemp("pricer")
-    classpath = udf_classpath(folder)
+    classpath = udf_classpath()
     catalog_file = folder / "catalog.tsv"
     catalog_file.write_text("".join(f"{key}\t{value.decode()}\n" for key, value, _ in catalog.messages()))
 

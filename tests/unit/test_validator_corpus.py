@@ -36,8 +36,8 @@ CORPUS = Path(__file__).resolve().parents[2] / "schemas" / "corpus" / "usage_eve
 OUTCOMES = CORPUS.with_name("outcome_event.jsonl")
 NOW = datetime(2026, 11, 22, 13, 0, tzinfo=UTC)
 """The validators' clock for the whole corpus (its times are chosen around it)."""
-GENERATED = 1500
-MUTATED = 2500
+GENERATED = 1000
+MUTATED = 3000
 VALID = {"event_id": "e-1", "occurred_at": "2026-11-22T12:00:00Z", "org_id": "acme", "team": "support",
          "user_id": "u-1", "app": "helpdesk", "provider": "openai", "request_model": "gpt-4o",
          "input_tokens": 1500, "output_tokens": 120}  # fmt: skip
@@ -102,13 +102,16 @@ def python_verdict(value: bytes | None) -> Verdict:
 
 
 @pytest.fixture(scope="module")
-def java_verdicts(tmp_path_factory):
-    classpath = udf_classpath(tmp_path_factory.mktemp("udf"))
+def java_verdicts():
+    classpath = udf_classpath()
 
-    def run(values: list[bytes | None], now: datetime = NOW) -> list[Verdict]:
+    def run(values: list[bytes | None], clocks: list[datetime] | None = None) -> list[Verdict]:
+        """Each record judged on NOW, or on its own clock."""
         lines = ["-" if v is None else base64.b64encode(v).decode() for v in values]
+        if clocks:
+            lines = [f"{line} {int(clock.timestamp() * 1000)}" for line, clock in zip(lines, clocks)]
         verdicts = []
-        for out in run_main(classpath, "UsageEventParser", lines, str(int(now.timestamp() * 1000))):
+        for out in run_main(classpath, "UsageEventParser", lines, str(int(NOW.timestamp() * 1000))):
             row = json.loads(out)
             reason = row.pop("reason")
             session_key = row.pop("session_key")
@@ -243,12 +246,20 @@ def generated(corpus) -> list[Case]:
     ]
 
 
+AHEAD = json.dumps(VALID | {"occurred_at": "2026-11-22T13:06:00Z"}).encode()
+LATER = NOW + timedelta(minutes=10)
+
+
 @pytest.fixture(scope="module")
 def verdicts(corpus, generated, java_verdicts) -> dict[str, tuple[Verdict, Verdict]]:
-    """(python, java) per case name: every record through both validators once (one JVM)."""
+    """(python, java) per case name: every record through both validators once (one JVM), and
+    the clock cases of test_a_future_time_is_judged_on_each_validators_own_clock."""
     cases = corpus + generated
-    java = java_verdicts([c.value for c in cases])
-    return {c.name: (python_verdict(c.value), j) for c, j in zip(cases, java)}
+    java = java_verdicts([c.value for c in cases] + [AHEAD, AHEAD], [NOW] * len(cases) + [NOW, LATER])
+    found = {c.name: (python_verdict(c.value), j) for c, j in zip(cases, java)}
+    found["ahead, on NOW"] = (python_verdict(AHEAD), java[-2])
+    found["ahead, 10 minutes later"] = (python_verdict(AHEAD), java[-1])
+    return found
 
 
 # --- the tests --------------------------------------------------------------------------------
@@ -315,15 +326,13 @@ def test_the_reasons_are_worded_alike(corpus, generated, verdicts):
     assert not worded, f"{len(worded)} lines:\n" + "\n".join(worded[:30])
 
 
-def test_a_future_time_is_judged_on_each_validators_own_clock(java_verdicts):
+def test_a_future_time_is_judged_on_each_validators_own_clock(verdicts):
     """The same 5-minute rule on two clocks (a documented difference): a call 6 minutes ahead of
     one clock is refused by a validator reading that clock, accepted on a clock 10 minutes later."""
-    ahead = json.dumps(VALID | {"occurred_at": "2026-11-22T13:06:00Z"}).encode()
-    later = NOW + timedelta(minutes=10)
-    assert python_verdict(ahead).fields == ["occurred_at"]
-    assert parse_usage(ahead, now=later).occurred_at == datetime(2026, 11, 22, 13, 6, tzinfo=UTC)
-    refused, accepted = java_verdicts([ahead], NOW)[0], java_verdicts([ahead], later)[0]
-    assert refused.reason == python_verdict(ahead).reason
+    python, refused = verdicts["ahead, on NOW"]
+    accepted = verdicts["ahead, 10 minutes later"][1]
+    assert python.fields == ["occurred_at"] and refused.reason == python.reason
+    assert parse_usage(AHEAD, now=LATER).occurred_at == datetime(2026, 11, 22, 13, 6, tzinfo=UTC)
     assert accepted.valid and accepted.event["occurred_at"] == "2026-11-22T13:06:00.000Z"
 
 

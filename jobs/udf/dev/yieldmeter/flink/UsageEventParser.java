@@ -391,13 +391,14 @@ public class UsageEventParser extends TableFunction<Row> {
     /**
      * The decoder without Flink, for the contract corpus (tests/unit/test_validator_corpus.py): the
      * validator's clock in epoch milliseconds as the argument, one record per line on stdin in
-     * base64 ("-" for a null value). Each record goes through YM_EVENT_TIME and this function as in
+     * base64 ("-" for a null value), optionally followed by a space and a clock for that record. Each record goes through YM_EVENT_TIME and this function as in
      * the job, and prints one line: the row as a JSON object (non-ASCII escaped) with its rowtime as occurred_at, reason included.
      */
     public static void main(String[] args) throws java.io.IOException {
-        long now = Long.parseLong(args[0]);
+        long[] now = {Long.parseLong(args[0])};
+        long defaultNow = now[0];
         UsageEventParser parser = new UsageEventParser();
-        parser.open(() -> now);
+        parser.open(() -> now[0]);
         java.io.BufferedReader in = new java.io.BufferedReader(
                 new java.io.InputStreamReader(System.in, java.nio.charset.StandardCharsets.US_ASCII));
         java.io.OutputStream out = new java.io.BufferedOutputStream(System.out, 1 << 16);
@@ -438,8 +439,11 @@ public class UsageEventParser extends TableFunction<Row> {
             public void close() {}
         });
         for (String line; (line = in.readLine()) != null; ) {
-            byte[] value = line.equals("-") ? null : java.util.Base64.getDecoder().decode(line);
-            rowtime[0] = EventTime.at(value, now);
+            int space = line.indexOf(' ');
+            now[0] = space < 0 ? defaultNow : Long.parseLong(line.substring(space + 1));
+            String record = space < 0 ? line : line.substring(0, space);
+            byte[] value = record.equals("-") ? null : java.util.Base64.getDecoder().decode(record);
+            rowtime[0] = EventTime.at(value, now[0]);
             parser.eval(value, rowtime[0]);
         }
         json.writeRaw('\n');
