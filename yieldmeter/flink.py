@@ -53,8 +53,6 @@ class FlinkJob:
         """
         kill_process_group(self.process.pid, timeout_s, child=self.process)  # start_new_session: it leads one
 
-    kill = stop
-
     def log_tail(self, lines: int = 40) -> str:
         text = self.log.read_text(errors="replace").splitlines() if self.log.exists() else []
         # Java stack traces are long; the useful line is usually the last "Caused by".
@@ -135,8 +133,3 @@ def start_job(job: str, settings: Settings, **job_args: str | int | bool) -> Fli
     with open(log, "wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     return FlinkJob(job, process, log, command)
-
-
-def run_job(job: str, settings: Settings, timeout_s: float | None = None, **job_args: str | int | bool) -> None:
-    """Run a bounded job to completion."""
-    start_job(job, settings, **job_args).wait(timeout_s)

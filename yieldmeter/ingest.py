@@ -20,7 +20,6 @@ rollup views attached to the tables see every record exactly once.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -38,9 +37,6 @@ from pydantic import ValidationError
 from yieldmeter.budgets import parse_budget, parse_control
 from yieldmeter.contracts import ContractError, explain, parse_outcome, parse_price
 from yieldmeter.prices import DISCOUNT_PREFIX, OrgDiscount
-
-# Fault injection for the crash tests: die after storing batch N, before committing its offsets.
-_CRASH_BEFORE_COMMIT = int(os.environ.get("YIELDMETER_FAULT_CRASH_BEFORE_COMMIT", "0"))
 
 INSERT_SETTINGS = {
     "input_format_skip_unknown_fields": 1,  # producers may add fields the table does not keep
@@ -270,8 +266,6 @@ class WarehouseIngest:
         # Dead letters last: a row ClickHouse rejects from the other tables joins them.
         for table in sorted(rows, key=lambda t: t == DEAD_LETTERS):
             self._insert(table, rows[table], rows, stats)
-        if stats.batches + 1 == _CRASH_BEFORE_COMMIT:
-            os._exit(70)  # fault injection: stored but not committed, the worst moment to die
         self._commit(messages)
         stats.batches += 1
 

@@ -2,7 +2,7 @@
 
     from yieldmeter.pipeline_jobs import run_pipeline
     run_pipeline(settings)                    # bounded: everything up to the end offsets, then stop
-    job = start_pipeline(settings, bounded=False)   # continuous; job.stop() / job.kill()
+    job = start_pipeline(settings, bounded=False)   # continuous; job.stop() kills it as a crash would
 
 The job prices a call by its catalogue model id, which yieldmeter.normalize computes with
 genai-prices' matching rules. The Flink environment has no genai-prices, so the rules are

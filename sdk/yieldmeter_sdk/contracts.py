@@ -124,14 +124,16 @@ Usd = Annotated[
 
 class _IsoOnly:
     """A datetime from an ISO-8601 string (or, from Python, a datetime), never from a number:
-    pydantic would read 1700000000 as a Unix time, and on the wire that is ambiguous (s or ms?).
+    pydantic would read 1700000000, or "1700000000", as a Unix time, and on the wire that is
+    ambiguous (s or ms?). A string must start with a date (the pipeline's decoder reads the same).
     Built from pydantic-core schemas so the check costs no Python call per event."""
 
     def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        iso = core_schema.str_schema(strict=True, pattern=r"^[0-9]{4}-")
         iso_or_datetime = core_schema.custom_error_schema(
             core_schema.json_or_python_schema(
-                json_schema=core_schema.str_schema(strict=True),
-                python_schema=core_schema.is_instance_schema((str, datetime)),
+                json_schema=iso,
+                python_schema=core_schema.union_schema([core_schema.is_instance_schema(datetime), iso]),
             ),
             "datetime_format",
             custom_error_message="must be an ISO-8601 string with a UTC offset, e.g. 2026-11-22T13:00:00.123Z",

@@ -20,7 +20,7 @@ source restored from a checkpoint never finishes, FLINK-31006 in flink-connector
 see test_bounded_run_resumes_after_a_crash.)
 
 The random points come from random.Random(seed); the seed is printed, and
-YIELDMETER_FAULT_SEED=<seed> replays a failure's choices (timing on a busy machine still varies).
+YIELDMETER_TEST_FAULT_SEED=<seed> replays a failure's choices (timing on a busy machine still varies).
 """
 
 from __future__ import annotations
@@ -73,8 +73,8 @@ sys.exit(0 if run.success else 1)
 
 @pytest.fixture
 def rng(request) -> random.Random:
-    seed = int(os.environ.get("YIELDMETER_FAULT_SEED") or random.SystemRandom().randrange(1_000_000))
-    print(f"\n{request.node.name}: YIELDMETER_FAULT_SEED={seed}")
+    seed = int(os.environ.get("YIELDMETER_TEST_FAULT_SEED") or random.SystemRandom().randrange(1_000_000))
+    print(f"\n{request.node.name}: YIELDMETER_TEST_FAULT_SEED={seed}")
     return random.Random(seed)
 
 

@@ -19,7 +19,7 @@ from tests.integration.alerts_support import run_rule as run
 from yieldmeter.alerts.config import build_config
 from yieldmeter.alerts.engine import cycle, evaluate
 from yieldmeter.alerts.model import Severity, evaluated_hour
-from yieldmeter.alerts.slack import payload_problems
+from tests.block_kit import payload_problems
 from yieldmeter.warehouse import migrate, open_warehouse
 
 pytestmark = pytest.mark.integration

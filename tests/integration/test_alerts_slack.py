@@ -19,7 +19,7 @@ from yieldmeter.alerts.config import build_config
 from yieldmeter.alerts.engine import cycle
 from yieldmeter.alerts.model import Finding, Severity
 from yieldmeter.alerts.rules import RuleSpec, SpendSpikeParams
-from yieldmeter.alerts.slack import payload_problems
+from tests.block_kit import payload_problems
 
 pytestmark = pytest.mark.integration
 

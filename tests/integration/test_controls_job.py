@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 from tests.conftest import DEV_LIB
 from yieldmeter.budgets import Budget, period_bounds, read_budgets, read_compacted, read_controls
 from yieldmeter.cli import app
-from yieldmeter.flink import run_job
+from yieldmeter.flink import start_job
 from yieldmeter.topics import topic_layout
 
 pytestmark = pytest.mark.integration
@@ -91,8 +91,8 @@ def cli_error(config, *args: str) -> str:
 
 
 def run_controls(config, **options) -> None:
-    run_job("controls", config, timeout_s=300, group_id=f"g-{config.topic_controls}", priced_topic=config.topic_priced,
-            budgets_topic=config.topic_budgets, controls_topic=config.topic_controls, **options)
+    start_job("controls", config, group_id=f"g-{config.topic_controls}", priced_topic=config.topic_priced,
+              budgets_topic=config.topic_budgets, controls_topic=config.topic_controls, **options).wait(300)
 
 
 def in_scope(budget: Budget, call: Call) -> bool:

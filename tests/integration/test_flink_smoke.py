@@ -6,7 +6,7 @@ import pytest
 from confluent_kafka import Producer
 
 from tests.kafka_helpers import consume_all
-from yieldmeter.flink import run_job
+from yieldmeter.flink import start_job
 
 pytestmark = pytest.mark.integration
 
@@ -19,7 +19,7 @@ def test_smoke_job_copies_every_record_once(settings, new_topics):
         producer.produce(source, record)
     assert producer.flush(30) == 0
 
-    run_job("smoke", settings, timeout_s=300, source_topic=source, sink_topic=sink, group_id=f"g-{source}")
+    start_job("smoke", settings, source_topic=source, sink_topic=sink, group_id=f"g-{source}").wait(300)
 
     out = [json.loads(m.value()) for m in consume_all(settings.bootstrap_servers, sink, len(records))]
     assert len(out) == len(records)

@@ -1,8 +1,9 @@
 """The ingesting process killed mid-stream and restarted: no loss, no doubles.
 
 Runs `yieldmeter ingest` as a user would (a subprocess owning the embedded warehouse) and
-kills it: once at the worst moment (rows stored, offsets not committed, by fault injection)
-and several times with SIGKILL at random points. `reconcile` must then find every record
+kills it: once at the worst moment (rows stored, offsets not committed: tests/integration/
+crashing_ingest.py wraps the command and exits there) and several times with SIGKILL at
+random points. `reconcile` must then find every record
 exactly once, with equal cost totals, and the hourly rollup must agree with the calls.
 """
 
@@ -15,11 +16,13 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from confluent_kafka import Producer
 
-from tests.conftest import make_settings
+from tests.conftest import PROJECT_ROOT, make_settings
+from tests.integration.crashing_ingest import CRASHED
 from yieldmeter.check import reconcile
 from yieldmeter.contracts import UsageEvent
 from yieldmeter.ingest import ROUTES
@@ -67,9 +70,15 @@ def env(kafka, tmp_path, new_topics):
     return settings, variables
 
 
-def ingest(variables: dict, **extra) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "yieldmeter", "ingest", "--until-caught-up"],
-                            env=variables | extra, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def ingest(variables: dict, crash_before_commit: int | None = None) -> subprocess.Popen:
+    """`yieldmeter ingest --until-caught-up` in a process of its own; with ``crash_before_commit``,
+    wrapped to die when it is about to commit that batch."""
+    if crash_before_commit is None:
+        command = ["yieldmeter", "ingest"]
+    else:
+        command = ["tests.integration.crashing_ingest", str(crash_before_commit)]
+    return subprocess.Popen([sys.executable, "-m", *command, "--until-caught-up"], env=variables, cwd=PROJECT_ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def assert_exactly_once(settings):
@@ -86,8 +95,8 @@ def assert_exactly_once(settings):
 
 def test_crash_between_insert_and_commit(env):
     settings, variables = env
-    crashed = ingest(variables, YIELDMETER_FAULT_CRASH_BEFORE_COMMIT="5")
-    assert crashed.wait(120) == 70, crashed.stdout.read()
+    crashed = ingest(variables, crash_before_commit=5)
+    assert crashed.wait(120) == CRASHED, crashed.stdout.read()
     done = ingest(variables)
     output = done.communicate(timeout=120)[0]
     assert done.returncode == 0, output

@@ -154,7 +154,7 @@ def test_killed_job_resumes_from_its_checkpoint_exactly_once(settings, new_topic
         # Crash once a checkpoint has committed some output, while events keep coming.
         wait_for(lambda: len(list(checkpoints.glob("*/chk-*/_metadata"))) and out.poll(), 300, "a checkpoint with output")
         assert job.process.poll() is None, job.log_tail()
-        job.kill()
+        job.stop()  # SIGKILL to its process group: a crash
         before = len(out.poll())
         assert before < len(stream.valid)
         time.sleep(2)

@@ -175,8 +175,8 @@ OTEL = {  # valid, with OpenTelemetry attribute names
 BASE = json.loads(to_json_bytes(call("x", 0)))  # at T0: a dead letter's time must not move the watermark
 INVALID: dict[bytes | None, str] = {
     b"not json": "(event): not valid JSON",
-    b"[1, 2]": "(event): must be a JSON object",
-    b"": "(event): must be a JSON object",
+    b"[1, 2]": "(event): Input should be an object",
+    b"": "(event): not valid JSON",
     None: "(event): empty record",
     json.dumps({k: v for k, v in BASE.items() if k != "event_id"}).encode(): "event_id: required field is missing",
     json.dumps(BASE | {"event_id": "x2", "input_tokens": "12"}).encode(): "input_tokens: Input should be a valid integer",

@@ -8,7 +8,8 @@ import pytest
 from yieldmeter.alerts.config import build_config
 from yieldmeter.alerts.engine import Evaluation, _notice, plan
 from yieldmeter.alerts.model import Finding, Severity
-from yieldmeter.alerts.slack import build_message, payload_problems
+from tests.block_kit import payload_problems
+from yieldmeter.alerts.slack import build_message
 
 pytestmark = pytest.mark.unit
 

@@ -8,21 +8,18 @@ no broker). The warehouse's repricing is checked against the Python reference in
 
 from __future__ import annotations
 
-import subprocess
 from collections import Counter, defaultdict
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
 from tests import price_grid
-from tests.conftest import DEV_LIB, make_settings
+from tests.java_udf import run_main, udf_classpath
 from yieldmeter.contracts import OrgDiscount, PriceRecord
 from yieldmeter.normalize import PROVIDER_CATALOGUE, PROVIDER_SPELLINGS, normalize_model, normalize_provider
 from yieldmeter.prices import build_catalog, discount_for, price_for
 
 pytestmark = pytest.mark.unit
-ROOT = Path(__file__).resolve().parents[2]
 DISCOUNTS = [
     OrgDiscount(org_id="acme", discount_pct="12.5", effective_from="2025-01-01T00:00:00Z"),
     OrgDiscount(org_id="acme", provider="openai", discount_pct="30", effective_from="2025-06-01T00:00:00Z"),
@@ -50,24 +47,13 @@ def grid():
 @pytest.fixture(scope="module")
 def pricer(tmp_path_factory, catalog):
     """Run the job's pricer offline: lines of calls in, lines of priced fields out."""
-    from yieldmeter.pipeline_jobs import export_model_rules
-
     folder = tmp_path_factory.mktemp("pricer")
-    python = str(make_settings(folder).flink_python_path)
-    rules = export_model_rules(folder / "model_rules.json")
-    connector = next((DEV_LIB / "flink").glob("flink-sql-connector-kafka-*.jar"))
-    build = ("import sys, pathlib, pyflink; sys.path.insert(0, 'jobs'); import common; "
-             "print(common.udf_jar(sys.argv[1], sys.argv[2])); print(pathlib.Path(pyflink.__file__).parent / 'lib')")  # fmt: skip
-    jar, flink_lib = subprocess.run([python, "-c", build, str(rules), connector.as_uri()], cwd=ROOT,
-                                    capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
-    classpath = f"{jar}:{flink_lib}/*"
+    classpath = udf_classpath()
     catalog_file = folder / "catalog.tsv"
     catalog_file.write_text("".join(f"{key}\t{value.decode()}\n" for key, value, _ in catalog.messages()))
 
     def run(main: str, lines: list[str], *args: str) -> list[list[str]]:
-        out = subprocess.run(["java", "-cp", classpath, f"dev.yieldmeter.flink.{main}", *args],
-                             input="".join(f"{line}\n" for line in lines), capture_output=True, text=True, check=True)  # fmt: skip
-        return [line.split("\t") for line in out.stdout.splitlines()]
+        return [line.split("\t") for line in run_main(classpath, main, lines, *args)]
 
     return lambda lines: run("CallPricer", lines, str(catalog_file)), lambda lines: run("ModelResolver", lines)
 

@@ -25,6 +25,11 @@ public class EventTime extends ScalarFunction {
     private static final byte[] KEY = "\"occurred_at\"".getBytes(StandardCharsets.US_ASCII);
 
     public @DataTypeHint("TIMESTAMP_LTZ(3)") Instant eval(byte[] value) {
+        return at(value, System.currentTimeMillis());
+    }
+
+    /** The rowtime of a record read when this machine's clock says {@code nowMillis}. */
+    static Instant at(byte[] value, long nowMillis) {
         if (value == null) {
             return Wire.NO_TIME;
         }
@@ -37,7 +42,7 @@ public class EventTime extends ScalarFunction {
         }
         try {
             long millis = Wire.parseTime(raw);
-            boolean inRange = millis >= Wire.EARLIEST_EVENT_MS && millis <= System.currentTimeMillis() + Wire.MAX_FUTURE_MS;
+            boolean inRange = millis >= Wire.EARLIEST_EVENT_MS && millis <= nowMillis + Wire.MAX_FUTURE_MS;
             return inRange ? Instant.ofEpochMilli(millis) : Wire.NO_TIME;
         } catch (Wire.BadTime e) {
             return Wire.NO_TIME;

@@ -134,7 +134,7 @@ final class ModelResolver {
     String provider(String sent) {
         String hit = providerCache.get(sent);
         if (hit == null) {
-            hit = resolveProvider(sent.strip().toLowerCase(Locale.ROOT));
+            hit = resolveProvider(strip(sent).toLowerCase(Locale.ROOT));
             if (providerCache.size() >= CACHE_LIMIT) {
                 providerCache.clear();
             }
@@ -163,12 +163,31 @@ final class ModelResolver {
         return name;
     }
 
+    /**
+     * Python's str.strip(): Java's strip() keeps U+0085, U+00A0, U+2007 and U+202F, which Python
+     * counts as white space (found by the validator corpus: "m\u0085" resolved differently).
+     */
+    static String strip(String s) {
+        int start = 0, end = s.length();
+        while (start < end && pythonSpace(s.charAt(start))) {
+            start++;
+        }
+        while (end > start && pythonSpace(s.charAt(end - 1))) {
+            end--;
+        }
+        return s.substring(start, end);
+    }
+
+    private static boolean pythonSpace(char c) {
+        return Character.isWhitespace(c) || c == '\u0085' || c == '\u00a0' || c == '\u2007' || c == '\u202f';
+    }
+
     /** normalize_model(provider, model), the provider in any spelling; both non-blank (the contract says so). */
     String normalize(String provider, String model) {
         String key = provider + '\u0000' + model;
         String hit = cache.get(key);
         if (hit == null) {
-            hit = resolve(provider(provider), model.strip().toLowerCase(Locale.ROOT));
+            hit = resolve(provider(provider), strip(model).toLowerCase(Locale.ROOT));
             if (cache.size() >= CACHE_LIMIT) {
                 cache.clear();
             }
@@ -215,7 +234,7 @@ final class ModelResolver {
     }
 
     private Provider findProvider(String id) {
-        String normalized = id.toLowerCase(Locale.ROOT).strip();
+        String normalized = strip(id.toLowerCase(Locale.ROOT));
         for (Provider p : providers) {
             if (p.id.equals(normalized)) {
                 return p;

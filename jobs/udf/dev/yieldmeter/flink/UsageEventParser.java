@@ -5,6 +5,7 @@ import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.function.LongSupplier;
 
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.core.JsonParser;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.core.JsonToken;
@@ -70,16 +71,24 @@ public class UsageEventParser extends TableFunction<Row> {
     }
 
     private static final int MAX_ATTRIBUTES = 64;
-    /** An attributes object whose problems are already reported. */
-    private static final Object REPORTED = new Object();
 
     private transient ModelResolver models;
     private transient Object[][] values; // [slot][rank], reused across records
+    private transient int[][] positions; // [slot][rank]: where the key first came in the record
+    private transient String[] sentAs; // [slot]: the key a field came under, which a problem names (as pydantic does)
+    private transient LongSupplier clock; // the validator's clock, named in a future-time reason
 
     @Override
     public void open(FunctionContext context) {
+        open(System::currentTimeMillis);
+    }
+
+    private void open(LongSupplier clock) {
         models = ModelResolver.bundled();
         values = new Object[SLOTS][3];
+        positions = new int[SLOTS][3];
+        sentAs = new String[SLOTS];
+        this.clock = clock;
     }
 
     public void eval(byte[] value, @DataTypeHint("TIMESTAMP_LTZ(3)") Instant occurredAt) {
@@ -92,10 +101,17 @@ public class UsageEventParser extends TableFunction<Row> {
         for (Object[] ranks : values) {
             java.util.Arrays.fill(ranks, null);
         }
-        List<String> unknown = null;
+        Map<String, Object[]> unknown = null; // key -> {value, position}: a repeated key keeps its first place
+        int position = 0;
         try (JsonParser p = Wire.parser(value)) {
-            if (p.nextToken() != JsonToken.START_OBJECT) {
-                problems.add("(event)", "must be a JSON object");
+            JsonToken first = p.nextToken();
+            if (first == null) {
+                throw new java.io.EOFException("no JSON value");
+            }
+            if (first != JsonToken.START_OBJECT) {
+                Object got = Wire.scalar(p, first);
+                Wire.expectEnd(p);
+                problems.add("(event)", "Input should be an object", got);
                 collect(invalid(problems));
                 return;
             }
@@ -104,17 +120,25 @@ public class UsageEventParser extends TableFunction<Row> {
                 String key = p.currentName();
                 t = p.nextToken();
                 int[] at = SLOT_OF.get(key);
+                position++;
                 if (at == null) {
-                    p.skipChildren();
+                    Object v = Wire.scalar(p, t);
                     if (unknown == null) {
-                        unknown = new java.util.ArrayList<>(1);
+                        unknown = new LinkedHashMap<>();
                     }
-                    if (!unknown.contains(key)) {
-                        unknown.add(key);
+                    Object[] seen = unknown.get(Wire.checked(key));
+                    if (seen == null) {
+                        unknown.put(key, new Object[] {v, position});
+                    } else {
+                        seen[0] = v;
                     }
-                } else if (at[0] == ATTRIBUTES && t == JsonToken.START_OBJECT) {
-                    Map<String, String> attributes = readAttributes(p, problems);
-                    values[ATTRIBUTES][at[1]] = attributes == null ? REPORTED : attributes;
+                    continue;
+                }
+                if (values[at[0]][at[1]] == null) {
+                    positions[at[0]][at[1]] = position;
+                }
+                if (at[0] == ATTRIBUTES && t == JsonToken.START_OBJECT) {
+                    values[ATTRIBUTES][at[1]] = readAttributes(p); // its map, or its problems
                 } else {
                     values[at[0]][at[1]] = Wire.scalar(p, t);
                 }
@@ -136,40 +160,45 @@ public class UsageEventParser extends TableFunction<Row> {
         return cut < 0 ? message : message.substring(0, cut);
     }
 
-    /** attributes: at most 64 string -> string entries, keys 1..128 and values up to 1024 characters. */
-    private static Map<String, String> readAttributes(JsonParser p, Wire.Problems problems) throws java.io.IOException {
+    /**
+     * attributes: at most 64 string -> string entries, keys 1..128 and values up to 1024 characters.
+     * As pydantic checks a dict: each entry's key, then its value; more than 64 valid entries is
+     * the one problem reported, whatever else is wrong.
+     */
+    private static Object readAttributes(JsonParser p) throws java.io.IOException {
         Map<String, String> out = new LinkedHashMap<>();
-        boolean ok = true;
+        Wire.Problems problems = new Wire.Problems();
         JsonToken t;
         while ((t = p.nextToken()) == JsonToken.FIELD_NAME) {
-            String key = p.currentName();
+            String key = Wire.checked(p.currentName());
             t = p.nextToken();
             Object v = Wire.scalar(p, t);
             int n = Wire.length(key);
-            if (n < 1 || n > 128) {
-                problems.add("attributes." + key + ".[key]", n < 1 ? "String should have at least 1 character"
+            String path = "attributes." + Wire.part(key);
+            boolean ok = n >= 1 && n <= 128;
+            if (!ok) {
+                problems.add(path + ".[key]", n < 1 ? "String should have at least 1 character"
                         : "String should have at most 128 characters", key);
-                ok = false;
-            } else if (!(v instanceof String)) {
-                problems.add("attributes." + key, "Input should be a valid string", v);
-                ok = false;
+            }
+            if (!(v instanceof String)) {
+                problems.add(path, "Input should be a valid string", v);
             } else if (Wire.length((String) v) > 1024) {
-                problems.add("attributes." + key, "String should have at most 1024 characters", v);
-                ok = false;
-            } else {
+                problems.add(path, "String should have at most 1024 characters", v);
+            } else if (ok) {
                 out.put(key, (String) v);
             }
         }
-        if (ok && out.size() > MAX_ATTRIBUTES) {
+        if (out.size() > MAX_ATTRIBUTES) {
+            problems = new Wire.Problems();
             problems.add("attributes", "Dictionary should have at most 64 items after validation, not more");
-            ok = false;
         }
-        return ok ? out : null;
+        return problems.isEmpty() ? out : problems;
     }
 
     /** The value of a field and the wire key it came from; a second alias of one field is an unknown key. */
-    private Object pick(int slot, List<String>[] extra) {
+    private Object pick(int slot, Map<String, Object[]> extra) {
         Object found = null;
+        sentAs[slot] = KEYS[slot][0];
         for (int rank = 0; rank < KEYS[slot].length; rank++) {
             Object v = values[slot][rank];
             if (v == null) {
@@ -177,19 +206,17 @@ public class UsageEventParser extends TableFunction<Row> {
             }
             if (found == null) {
                 found = v;
+                sentAs[slot] = KEYS[slot][rank];
             } else {
-                if (extra[0] == null) {
-                    extra[0] = new java.util.ArrayList<>(1);
-                }
-                extra[0].add(KEYS[slot][rank]);
+                extra.put(KEYS[slot][rank], new Object[] {v, positions[slot][rank]});
             }
         }
         return found;
     }
 
     @SuppressWarnings({"unchecked", "rawtypes"})
-    private Row check(Wire.Problems problems, List<String> unknown, Instant occurredAt) {
-        List<String>[] extra = new List[] {unknown};
+    private Row check(Wire.Problems problems, Map<String, Object[]> unknown, Instant occurredAt) {
+        Map<String, Object[]> extra = unknown == null ? new LinkedHashMap<>() : unknown;
         Object[] v = new Object[SLOTS];
         for (int slot = 0; slot < SLOTS; slot++) {
             v[slot] = pick(slot, extra);
@@ -205,16 +232,16 @@ public class UsageEventParser extends TableFunction<Row> {
         String userId = required(problems, v, USER_ID, 128);
         String app = required(problems, v, APP, 128);
         String feature = optional(problems, v, FEATURE, 128);
-        String provider = v[PROVIDER] == null ? missing(problems, PROVIDER) : Wire.identifier(problems, "provider", v[PROVIDER]);
+        String provider = v[PROVIDER] == null ? missing(problems, PROVIDER) : Wire.identifier(problems, sentAs[PROVIDER], v[PROVIDER]);
         String requestModel = required(problems, v, REQUEST_MODEL, 256);
         String responseModel = optional(problems, v, RESPONSE_MODEL, 256);
-        String operation = v[OPERATION] == null ? "chat" : Wire.identifier(problems, "operation", v[OPERATION]);
-        Long input = v[INPUT_TOKENS] == null ? missingCount(problems, INPUT_TOKENS) : Wire.count(problems, "input_tokens", v[INPUT_TOKENS], Wire.MAX_COUNT);
+        String operation = v[OPERATION] == null ? "chat" : Wire.identifier(problems, sentAs[OPERATION], v[OPERATION]);
+        Long input = v[INPUT_TOKENS] == null ? missingCount(problems, INPUT_TOKENS) : Wire.count(problems, sentAs[INPUT_TOKENS], v[INPUT_TOKENS], Wire.MAX_COUNT);
         Long cacheRead = countOrZero(problems, v, CACHE_READ_TOKENS);
         Long cacheWrite = countOrZero(problems, v, CACHE_WRITE_TOKENS);
-        Long output = v[OUTPUT_TOKENS] == null ? missingCount(problems, OUTPUT_TOKENS) : Wire.count(problems, "output_tokens", v[OUTPUT_TOKENS], Wire.MAX_COUNT);
+        Long output = v[OUTPUT_TOKENS] == null ? missingCount(problems, OUTPUT_TOKENS) : Wire.count(problems, sentAs[OUTPUT_TOKENS], v[OUTPUT_TOKENS], Wire.MAX_COUNT);
         Long reasoning = countOrZero(problems, v, REASONING_TOKENS);
-        String serviceTier = v[SERVICE_TIER] == null ? "default" : Wire.identifier(problems, "service_tier", v[SERVICE_TIER]);
+        String serviceTier = v[SERVICE_TIER] == null ? "default" : Wire.identifier(problems, sentAs[SERVICE_TIER], v[SERVICE_TIER]);
         String sessionId = optional(problems, v, SESSION_ID, 128);
         String traceId = optional(problems, v, TRACE_ID, 128);
         Long latency = v[LATENCY_MS] == null || v[LATENCY_MS] == Wire.NULL ? null : Wire.count(problems, "latency_ms", v[LATENCY_MS], Wire.MAX_COUNT);
@@ -236,12 +263,16 @@ public class UsageEventParser extends TableFunction<Row> {
             attributes = new HashMap<>();
         } else if (attrs instanceof Map) {
             attributes = (Map<String, String>) attrs;
-        } else if (attrs != REPORTED) {
-            problems.add("attributes", "Input should be an object");
+        } else if (attrs instanceof Wire.Problems) {
+            problems.addAll((Wire.Problems) attrs);
+        } else {
+            problems.add("attributes", "Input should be an object", attrs);
         }
-        if (extra[0] != null) {
-            for (String key : extra[0]) {
-                problems.add(key, "unknown field (free-form data goes in 'attributes')");
+        if (!extra.isEmpty()) { // in the order they came, as pydantic lists them
+            List<Map.Entry<String, Object[]>> keys = new java.util.ArrayList<>(extra.entrySet());
+            keys.sort(java.util.Comparator.comparingInt(e -> (Integer) e.getValue()[1]));
+            for (Map.Entry<String, Object[]> e : keys) {
+                problems.add(Wire.part(e.getKey()), "unknown field (free-form data goes in 'attributes')", e.getValue()[0]);
             }
         }
         if (problems.isEmpty()) {
@@ -249,8 +280,7 @@ public class UsageEventParser extends TableFunction<Row> {
             if (cached > input) {
                 problems.add("(event)", "cache_read_tokens + cache_write_tokens (" + cached + ") must not exceed input_tokens ("
                         + input + "): input_tokens counts every input token, cached ones included");
-            }
-            if (reasoning > output) {
+            } else if (reasoning > output) { // one at a time, as the contract's model validator raises
                 problems.add("(event)", "reasoning_tokens (" + reasoning + ") must not exceed output_tokens (" + output
                         + "): output_tokens counts every output token, reasoning included");
             }
@@ -306,19 +336,19 @@ public class UsageEventParser extends TableFunction<Row> {
         return null;
     }
 
-    private static String required(Wire.Problems problems, Object[] v, int slot, int max) {
-        return v[slot] == null ? missing(problems, slot) : Wire.name(problems, KEYS[slot][0], v[slot], max);
+    private String required(Wire.Problems problems, Object[] v, int slot, int max) {
+        return v[slot] == null ? missing(problems, slot) : Wire.name(problems, sentAs[slot], v[slot], max);
     }
 
-    private static String optional(Wire.Problems problems, Object[] v, int slot, int max) {
-        return v[slot] == null || v[slot] == Wire.NULL ? null : Wire.name(problems, KEYS[slot][0], v[slot], max);
+    private String optional(Wire.Problems problems, Object[] v, int slot, int max) {
+        return v[slot] == null || v[slot] == Wire.NULL ? null : Wire.name(problems, sentAs[slot], v[slot], max);
     }
 
-    private static Long countOrZero(Wire.Problems problems, Object[] v, int slot) {
-        return v[slot] == null ? Long.valueOf(0) : Wire.count(problems, KEYS[slot][0], v[slot], Wire.MAX_COUNT);
+    private Long countOrZero(Wire.Problems problems, Object[] v, int slot) {
+        return v[slot] == null ? Long.valueOf(0) : Wire.count(problems, sentAs[slot], v[slot], Wire.MAX_COUNT);
     }
 
-    private static void checkTime(Wire.Problems problems, Object raw, Instant occurredAt) {
+    private void checkTime(Wire.Problems problems, Object raw, Instant occurredAt) {
         if (raw == null) {
             problems.add("occurred_at", "required field is missing");
             return;
@@ -339,7 +369,7 @@ public class UsageEventParser extends TableFunction<Row> {
         } else if (occurredAt == null || occurredAt.toEpochMilli() != millis) {
             // The source refused the time: more than 5 minutes ahead of its clock when it read it.
             problems.add("occurred_at", "must not be more than 5 minutes in the future (validator clock "
-                    + Wire.wireTime(System.currentTimeMillis()) + "); check the producer's clock", raw);
+                    + Wire.wireTime(clock.getAsLong()) + "); check the producer's clock", raw);
         }
     }
 
@@ -347,5 +377,76 @@ public class UsageEventParser extends TableFunction<Row> {
         Row row = Row.withPositions(28);
         row.setField(27, problems.text());
         return row;
+    }
+
+    // --- offline check -------------------------------------------------------------------------
+
+    private static final String[] COLUMNS = {
+        "event_id", "org_id", "team", "user_id", "app", "feature", "provider", "provider_raw", "request_model",
+        "response_model", "model", "operation", "input_tokens", "cache_read_tokens", "cache_write_tokens",
+        "output_tokens", "reasoning_tokens", "service_tier", "session_id", "trace_id", "latency_ms", "status",
+        "error_type", "retry_of", "tool_calls", "attributes", "session_key", "reason",
+    };
+
+    /**
+     * The decoder without Flink, for the contract corpus (tests/unit/test_validator_corpus.py): the
+     * validator's clock in epoch milliseconds as the argument, one record per line on stdin in
+     * base64 ("-" for a null value), optionally followed by a space and a clock for that record. Each record goes through YM_EVENT_TIME and this function as in
+     * the job, and prints one line: the row as a JSON object (non-ASCII escaped) with its rowtime as occurred_at, reason included.
+     */
+    public static void main(String[] args) throws java.io.IOException {
+        long[] now = {Long.parseLong(args[0])};
+        long defaultNow = now[0];
+        UsageEventParser parser = new UsageEventParser();
+        parser.open(() -> now[0]);
+        java.io.BufferedReader in = new java.io.BufferedReader(
+                new java.io.InputStreamReader(System.in, java.nio.charset.StandardCharsets.US_ASCII));
+        java.io.OutputStream out = new java.io.BufferedOutputStream(System.out, 1 << 16);
+        org.apache.flink.shaded.jackson2.com.fasterxml.jackson.core.JsonGenerator json = Wire.JSON.createGenerator(out);
+        json.enable(org.apache.flink.shaded.jackson2.com.fasterxml.jackson.core.JsonGenerator.Feature.ESCAPE_NON_ASCII);
+        json.setRootValueSeparator(new org.apache.flink.shaded.jackson2.com.fasterxml.jackson.core.io.SerializedString("\n"));
+        Instant[] rowtime = new Instant[1];
+        parser.setCollector(new org.apache.flink.util.Collector<Row>() {
+            @Override
+            public void collect(Row row) {
+                try {
+                    json.writeStartObject();
+                    json.writeStringField("occurred_at", row.getField(27) == null ? Wire.wireTime(rowtime[0].toEpochMilli()) : null);
+                    for (int i = 0; i < COLUMNS.length; i++) {
+                        Object v = row.getField(i);
+                        json.writeFieldName(COLUMNS[i]);
+                        if (v instanceof Map) {
+                            json.writeStartObject();
+                            for (Map.Entry<?, ?> e : ((Map<?, ?>) v).entrySet()) {
+                                json.writeStringField((String) e.getKey(), (String) e.getValue());
+                            }
+                            json.writeEndObject();
+                        } else if (v instanceof Long) {
+                            json.writeNumber((Long) v);
+                        } else if (v == null) {
+                            json.writeNull();
+                        } else {
+                            json.writeString((String) v);
+                        }
+                    }
+                    json.writeEndObject();
+                } catch (java.io.IOException e) {
+                    throw new java.io.UncheckedIOException(e);
+                }
+            }
+
+            @Override
+            public void close() {}
+        });
+        for (String line; (line = in.readLine()) != null; ) {
+            int space = line.indexOf(' ');
+            now[0] = space < 0 ? defaultNow : Long.parseLong(line.substring(space + 1));
+            String record = space < 0 ? line : line.substring(0, space);
+            byte[] value = record.equals("-") ? null : java.util.Base64.getDecoder().decode(record);
+            rowtime[0] = EventTime.at(value, now[0]);
+            parser.eval(value, rowtime[0]);
+        }
+        json.writeRaw('\n');
+        json.flush();
     }
 }
