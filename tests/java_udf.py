@@ -9,9 +9,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from tests.conftest import DEV_LIB, make_settings
+from tests.conftest import DEV_LIB, PROJECT_ROOT, make_settings
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @functools.cache  # one build per test session (starting the Flink environment's Python takes seconds)
@@ -24,7 +23,7 @@ def udf_classpath() -> str:
     connector = next((DEV_LIB / "flink").glob("flink-sql-connector-kafka-*.jar"))
     build = ("import sys, pathlib, pyflink; sys.path.insert(0, 'jobs'); import common; "
              "print(common.udf_jar(sys.argv[1], sys.argv[2])); print(pathlib.Path(pyflink.__file__).parent / 'lib')")  # fmt: skip
-    jar, flink_lib = subprocess.run([python, "-c", build, str(rules), connector.as_uri()], cwd=ROOT,
+    jar, flink_lib = subprocess.run([python, "-c", build, str(rules), connector.as_uri()], cwd=PROJECT_ROOT,
                                     capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
     return f"{jar}:{flink_lib}/*"
 

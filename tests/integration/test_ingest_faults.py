@@ -16,7 +16,6 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from confluent_kafka import Producer

@@ -27,7 +27,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from tests.java_udf import run_main, udf_classpath
-from yieldmeter.contracts import ContractError, _wire_time, explain, parse_outcome, parse_usage, to_json_bytes
+from yieldmeter.contracts import ContractError, explain, parse_outcome, parse_usage, to_json_bytes
+from yieldmeter_sdk.contracts import _wire_time  # the contract's own time format (private; one copy, in the SDK)
 from yieldmeter.normalize import normalize_model, normalize_provider
 
 pytestmark = pytest.mark.unit
