@@ -32,8 +32,8 @@ APPS = {"support-bot": "ticket_resolved", "coding-agent": "pr_merged", "sales-as
 INCREMENTAL = ["int_changed_keys", "int_rebuild_scope", "int_session_fragments", "int_calls_sessionized",
                "int_sessions_merged", "int_outcome_attribution", "fct_calls", "fct_sessions",
                "fct_outcome_attributions", "fct_outcomes", "value_metrics_daily"]
-# everything the incremental models and the marts over them need (the budgets need seeds)
-SELECT = ["--select", "+int_incremental_builds +tokenmaxxing_signals +model_overkill +focus_ai_spend +repricing_audit"]
+# the incremental models and what they read (the ledger is built after all of them)
+SELECT = ["--select", "+int_incremental_builds"]
 VARS = ["--vars", "{incremental_lookback_minutes: 0}"]
 _events = itertools.count()
 
