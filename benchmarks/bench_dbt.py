@@ -1,16 +1,25 @@
 """dbt figures: `yieldmeter transform` (dbt build: every model and every test) on the embedded
-warehouse at 1M and 10M calls: wall time and peak memory.
+warehouse at 1M and 10M calls, full and incremental: wall time and peak memory.
 
-    .venv/bin/python benchmarks/bench_dbt.py [CALLS ...]     (default: 1000000 10000000)
+    .venv/bin/python benchmarks/bench_dbt.py [CALLS ...] [--new N]   (default: 1000000 10000000, N 100000)
+
+(10M calls take about ten minutes in all: pass 1000000 alone for a quick run.)
 
 For each size, a fresh embedded warehouse is migrated and filled inside ClickHouse
 (INSERT ... SELECT from numbers()): calls priced from a small catalog (so the repricing audit
 finds nothing), six calls per session, the sessions the pipeline would have closed (aggregated
 from those calls, so every reconciliation test holds), one outcome for 60 % of sessions
 (linked by session id, trace id or user and time, like the simulator's apps) and a few late
-calls as corrections. Then `yieldmeter transform` runs as its own process, the way a user runs
-it; its peak RSS (VmHWM: dbt, dbt-clickhouse and the chdb engine in one process) is read from
-/proc while it runs.
+calls as corrections, all stored two hours ago. Then, each time as its own process the way a user
+runs it, with its peak RSS (VmHWM: dbt, dbt-clickhouse and the chdb engine in one process) read
+from /proc while it runs:
+  1. `yieldmeter transform`: the first build, full;
+  2. N new calls (new sessions of the same users over the last two days, their sessions, outcomes
+     and late calls) are stored, and the incremental refresh runs: the models alone (dbt run), as
+     `yieldmeter run` schedules it (dbt build without the unit tests), as `yieldmeter transform`
+     (every test);
+  3. the baseline: `yieldmeter transform --full-refresh` over the same data, what every refresh
+     cost before the marts were incremental.
 """
 
 from __future__ import annotations
@@ -37,13 +46,18 @@ PRICES = [  # model, input, output, cache read (USD per million tokens)
 ]
 
 
-def fill(client, calls: int) -> None:
+def fill(client, calls: int, first: int = 0, days: tuple[int, int] = (0, DAYS), ingested: str = "now64(3)") -> None:
+    """Calls first .. first + calls - 1 over the given days, with their sessions and outcomes,
+    stored at ``ingested`` (an SQL time)."""
     sessions = calls // CALLS_PER_SESSION
-    client.command("""
-        INSERT INTO prices (price_id, provider, model, service_tier, effective_from, input_per_mtok, output_per_mtok,
-            cache_read_per_mtok, source, schema_version, _topic, _partition, _offset, _timestamp) VALUES """ + ", ".join(
-        f"('', 'openai', '{m}', 'default', '1970-01-01 00:00:00', {i}, {o}, {c}, 'genai-prices', 1, 'usage.prices', 0, {n}, now64(3))"
-        for n, (m, i, o, c) in enumerate(PRICES)))
+    if not first:
+        client.command("""
+            INSERT INTO prices (price_id, provider, model, service_tier, effective_from, input_per_mtok,
+                output_per_mtok, cache_read_per_mtok, source, schema_version, _topic, _partition, _offset, _timestamp,
+                _ingested_at) VALUES """ + ", ".join(
+            f"('', 'openai', '{m}', 'default', '1970-01-01 00:00:00', {i}, {o}, {c}, 'genai-prices', 1, 'usage.prices', "
+            f"0, {n}, now64(3), {ingested})" for n, (m, i, o, c) in enumerate(PRICES)))
+    new = f"toUInt64(substring(event_id, 3)) >= {first}"
     # session s: user s % USERS (org, team and app follow from the user), six calls a minute apart
     # from a start spread over the month; model by session; 1 call in 50 fails.
     client.command(f"""
@@ -51,7 +65,8 @@ def fill(client, calls: int) -> None:
             model, operation, service_tier, input_tokens, cache_read_tokens, cache_write_tokens, output_tokens,
             reasoning_tokens, session_id, session_key, trace_id, status, tool_calls, attributes, pricing_status,
             price_id, cost_input_usd, cost_cache_read_usd, cost_output_usd, list_cost_usd, cost_usd,
-            source_topic, source_partition, source_offset, schema_version, _topic, _partition, _offset, _timestamp)
+            source_topic, source_partition, source_offset, schema_version, _topic, _partition, _offset, _timestamp,
+            _ingested_at)
         WITH
             intDiv(number, {CALLS_PER_SESSION}) AS s,
             s % {USERS} AS u,
@@ -67,7 +82,7 @@ def fill(client, calls: int) -> None:
             CAST(toDecimal128(outp, 0) * toDecimal128(r_out, 4) * toDecimal64('0.000001', 6) AS Decimal(38, 15)) AS c_out
         SELECT
             concat('e-', toString(number)),
-            toDateTime64('2026-11-01 00:00:00', 3, 'UTC') + toIntervalSecond((s * 7919) % ({DAYS} * 86400))
+            toDateTime64('2026-11-01 00:00:00', 3, 'UTC') + toIntervalSecond({days[0]} * 86400 + (s * 7919) % ({days[1] - days[0]} * 86400))
                 + toIntervalSecond(60 * (number % {CALLS_PER_SESSION})),
             concat('org', toString(u % 3)), concat('team', toString(u % 12)), concat('u', toString(u)), app_name,
             'openai', m, m, m, 'chat', 'default', inp, cached, 0, outp, 0,
@@ -75,14 +90,14 @@ def fill(client, calls: int) -> None:
             if(app_name = 'coding-agent', concat('t-', toString(s)), ''),
             st, 0, map(), 'priced', concat('openai/', m, '/default@1970-01-01T00:00:00.000Z'),
             c_in, c_cache, c_out, c_in + c_cache + c_out, CAST(c_in + c_cache + c_out AS Decimal(38, 21)),
-            'usage.events', 0, number, 1, 'usage.priced', 0, number, now64(3)
-        FROM numbers({calls})""", settings={"max_insert_threads": 2})
+            'usage.events', 0, number, 1, 'usage.priced', 0, number, now64(3), {ingested}
+        FROM numbers({first}, {calls})""", settings={"max_insert_threads": 2})
     # the sessions the pipeline closes: every call but one in a thousand sessions' last, which
     # arrives late and comes as a correction of its own
     session_columns = """session_uid, session_key, is_correction, org_id, team, user_id, app, session_id, started_at,
         ended_at, calls, errors, cancelled, retries, unpriced_calls, input_tokens, cache_read_tokens,
         cache_write_tokens, output_tokens, reasoning_tokens, tool_calls, max_input_tokens, models_used,
-        list_cost_usd, cost_usd, _topic, _partition, _offset, _timestamp"""
+        list_cost_usd, cost_usd, _topic, _partition, _offset, _timestamp, _ingested_at"""
     late = f"(toUInt64(substring(event_id, 3)) % {CALLS_PER_SESSION} = {CALLS_PER_SESSION - 1} AND session_id LIKE '%000')"
     client.command(f"""
         INSERT INTO sessions ({session_columns})
@@ -90,60 +105,84 @@ def fill(client, calls: int) -> None:
             any(org_id), any(team), any(user_id), any(app), any(session_id), min(occurred_at), max(occurred_at),
             count(), countIf(status = 'error'), 0, 0, 0, sum(input_tokens), sum(cache_read_tokens), 0,
             sum(output_tokens), 0, 0, max(input_tokens), arraySort(groupUniqArray(model)), sum(list_cost_usd),
-            sum(cost_usd), 'usage.sessions', 0, 0, now64(3)
-        FROM calls WHERE NOT {late} GROUP BY session_key""", settings={"max_insert_threads": 2})
+            sum(cost_usd), 'usage.sessions', 0, 0, now64(3), {ingested}
+        FROM calls WHERE {new} AND NOT {late} GROUP BY session_key""", settings={"max_insert_threads": 2})
     client.command(f"""
         INSERT INTO sessions ({session_columns})
         SELECT lower(hex(MD5(concat('late|', event_id)))), session_key, true, org_id, team, user_id, app, session_id,
             occurred_at, occurred_at, 1, status = 'error', 0, 0, 0, input_tokens, cache_read_tokens, 0, output_tokens,
-            0, 0, input_tokens, [model], list_cost_usd, cost_usd, 'usage.sessions', 0, 0, now64(3)
-        FROM calls WHERE {late}""")
+            0, 0, input_tokens, [model], list_cost_usd, cost_usd, 'usage.sessions', 0, 0, now64(3), {ingested}
+        FROM calls WHERE {new} AND {late}""")
     # outcomes: 60 % of sessions, 10 minutes after the session's last call, 75 % successful;
     # support-bot and doc-summarizer name their session, coding-agent its trace, sales neither
     client.command(f"""
         INSERT INTO outcomes (outcome_id, occurred_at, org_id, team, user_id, app, session_id, trace_id, outcome_type,
-            success, value_usd, attributes, schema_version, _topic, _partition, _offset, _timestamp)
+            success, value_usd, attributes, schema_version, _topic, _partition, _offset, _timestamp, _ingested_at)
         SELECT concat('o-', session_id), ended_at + toIntervalMinute(10), org_id, team, user_id, app,
             if(app IN ('support-bot', 'doc-summarizer'), session_id, ''),
             if(app = 'coding-agent', concat('t-', substring(session_id, 3)), ''),
             transform(app, ['support-bot', 'coding-agent', 'sales-assistant', 'doc-summarizer'],
                       ['ticket_resolved', 'pr_merged', 'lead_qualified', 'task_completed'], ''),
             cityHash64(session_id) % 4 != 0,
-            if(app = 'sales-assistant', toDecimal128(1500, 9), NULL), map(), 1, 'usage.outcomes', 0, 0, now64(3)
-        FROM sessions WHERE NOT is_correction AND cityHash64(session_key) % 10 < 6""", settings={"max_insert_threads": 2})
+            if(app = 'sales-assistant', toDecimal128(1500, 9), NULL), map(), 1, 'usage.outcomes', 0, 0, now64(3),
+            {ingested}
+        FROM sessions WHERE toUInt64(substring(session_id, 3)) >= {first // CALLS_PER_SESSION} AND NOT is_correction
+            AND cityHash64(session_key) % 10 < 6""", settings={"max_insert_threads": 2})
     counted = client.query("SELECT (SELECT count() FROM calls), (SELECT count() FROM sessions), "
                            "(SELECT countIf(is_correction) FROM sessions), (SELECT count() FROM outcomes)").result_rows[0]
-    print(f"  generated {counted[0]:,} calls, {counted[1]:,} session rows ({counted[2]:,} late-call corrections), "
+    print(f"  {'generated' if not first else 'now'} {counted[0]:,} calls, {counted[1]:,} session rows ({counted[2]:,} late-call corrections), "
           f"{counted[3]:,} outcomes (about {sessions:,} sessions)")
 
 
-def bench(calls: int) -> None:
+def transform(work: Path, label: str, *args: str) -> float:
+    """`yieldmeter transform ARGS` as its own process: prints and returns its wall time."""
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("YIELDMETER_")},
+           "YIELDMETER_STATE_DIR": str(work)}
+    command = [str(PROJECT_ROOT / ".venv" / "bin" / "yieldmeter"), "transform", *args, "--quiet"]
+    started = time.monotonic()
+    result, peak_mb = run_with_peak_rss(command, env=env, cwd=work)
+    seconds = time.monotonic() - started
+    if result.returncode != 0:
+        print(result.stdout[-3000:], result.stderr[-3000:])
+        raise SystemExit(f"yieldmeter transform {' '.join(args)} failed")
+    summary = [line for line in result.stdout.splitlines() if "dbt " in line]
+    print(f"  {label}: {seconds:.1f}s wall, peak RSS {peak_mb:,.0f} MB")
+    print(f"    {summary[-1].strip() if summary else ''}")
+    return seconds
+
+
+def bench(calls: int, new: int) -> None:
     work = Path(tempfile.mkdtemp(prefix="ym-bench-dbt-"))
     try:
         url = f"chdb://{work / 'warehouse'}"
         started = time.monotonic()
         with open_warehouse(url) as client:
             migrate(client)
-            fill(client, calls)
+            fill(client, calls, ingested="now64(3) - toIntervalHour(2)")
         print(f"  filled in {time.monotonic() - started:.0f}s")
-        env = {**{k: v for k, v in os.environ.items() if not k.startswith("YIELDMETER_")},
-               "YIELDMETER_STATE_DIR": str(work)}
-        command = [str(PROJECT_ROOT / ".venv" / "bin" / "yieldmeter"), "transform", "--quiet"]
-        started = time.monotonic()
-        result, peak_mb = run_with_peak_rss(command, env=env, cwd=work)
-        seconds = time.monotonic() - started
-        summary = [line for line in result.stdout.splitlines() if "dbt build" in line]
-        if result.returncode != 0:
-            print(result.stdout[-3000:], result.stderr[-3000:])
-            raise SystemExit(f"yieldmeter transform failed at {calls:,} calls")
-        print(f"  yieldmeter transform (dbt build) at {calls:,} calls: {seconds:.0f}s wall, peak RSS {peak_mb:,.0f} MB")
-        print(f"    {summary[-1].strip() if summary else ''}")
+        transform(work, f"full build at {calls:,} calls (yieldmeter transform, first run)")
+        with open_warehouse(url) as client:
+            fill(client, new, first=calls, days=(DAYS - 2, DAYS))
+        # each refresh below sees the same new calls: they were stored less than the look-back margin ago
+        transform(work, f"incremental refresh after {new:,} new calls, the models alone (dbt run)", "run")
+        incremental = transform(work, "incremental refresh as `yieldmeter run` schedules it (dbt build without unit tests)",
+                                "build", "--exclude-resource-type", "unit_test")
+        transform(work, "incremental refresh, yieldmeter transform (every test)")
+        full = transform(work, "baseline: full rebuild of the same data (yieldmeter transform --full-refresh)",
+                         "--full-refresh")
+        print(f"  incremental {incremental:.1f}s against a full rebuild of {full:.1f}s ({full / incremental:.1f}x)")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
-    sizes = [int(a) for a in sys.argv[1:]] or [1_000_000, 10_000_000]
+    arguments = sys.argv[1:]
+    new = 100_000
+    if "--new" in arguments:
+        at = arguments.index("--new")
+        new = int(arguments[at + 1])
+        del arguments[at:at + 2]
+    sizes = [int(a) for a in arguments] or [1_000_000, 10_000_000]
     for size in sizes:
         print(f"== {size:,} calls")
-        bench(size)
+        bench(size, new)

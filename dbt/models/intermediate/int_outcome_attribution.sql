@@ -4,22 +4,33 @@
 --   3. user_time: the same org's, user's and app's most recent session started before the
 --      outcome and ended within the attribution window before it;
 --   else unattributed. One row per outcome, so no outcome is counted twice.
+-- Incremental by outcome: the outcomes int_rebuild_scope lists, against the sessions and calls
+-- that share a link with them (all a link can find).
+-- depends_on: {{ ref('int_rebuild_scope') }}
 {% set window_h = var('attribution_window_hours') | int %}
 
 with outcomes as (
     select outcome_id, occurred_at, org_id, user_id, app, session_id, trace_id
     from {{ ref('stg_outcomes') }}
+    where {{ in_rebuild_scope('outcome_id', 'outcome_id') }}
 ),
 
 sessions as (
     select session_uid, org_id, user_id, app, session_id, started_at, ended_at, true as is_match
     from {{ ref('int_sessions_merged') }}
+    {% if is_incremental() %}
+    where (org_id, user_id, app) in (select org_id, user_id, app from outcomes)
+        or (session_id != '' and (org_id, session_id) in (select org_id, session_id from outcomes))
+    {% endif %}
 ),
 
 trace_calls as (
     select org_id, trace_id, occurred_at, session_uid, true as is_match
     from {{ ref('int_calls_sessionized') }}
     where trace_id != '' and session_uid != ''
+    {% if is_incremental() %}
+        and (org_id, trace_id) in (select org_id, trace_id from outcomes)
+    {% endif %}
 ),
 
 by_session_id as (

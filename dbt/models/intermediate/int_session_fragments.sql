@@ -5,11 +5,16 @@
 -- form one session, and a late call that bridges two sessions joins them, as it would have on
 -- time). Two closed sessions are never joined directly: the pipeline split them on purpose.
 -- A session is named by its first closed session's uid, else by its first late call's.
+{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='session_key',
+          order_by='(session_key, fragment_uid)') }}
+-- depends_on: {{ ref('int_rebuild_scope') }}
+-- Incremental by session key (macros/incremental.sql): a key's fragments are all its merge reads.
 {% set gap = var('session_gap_minutes') | int %}
 
 with fragments as (
     select fragment_uid, session_key, is_correction, started_at, ended_at
     from {{ ref('stg_sessions') }}
+    where {{ in_rebuild_scope('session_key') }}
 ),
 
 ordered as (
@@ -36,6 +41,7 @@ grouped as (
 
 select
     fragment_uid,
+    session_key,
     argMin(fragment_uid, (is_correction, started_at, fragment_uid))
         over (partition by session_key, session_number) as session_uid,
     is_correction

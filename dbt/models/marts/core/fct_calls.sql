@@ -1,15 +1,20 @@
-{{ config(order_by='(org_id, team, app, occurred_at, event_id)', partition_by='toYYYYMM(occurred_at)') }}
+{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='session_key',
+          order_by='(org_id, team, app, occurred_at, event_id)', partition_by='toYYYYMM(occurred_at)') }}
 
 -- Calls with their session, and the session's outcome type and idleness, so every mart that
 -- sums calls can split spend by outcome type and by idle versus productive sessions.
 -- (Joined columns are renamed: a name on both sides would come out as c.<name>.)
+-- Incremental by session key (macros/incremental.sql).
+-- depends_on: {{ ref('int_rebuild_scope') }}
 with calls as (
     select * from {{ ref('int_calls_sessionized') }}
+    where {{ in_rebuild_scope('session_key') }}
 ),
 
 sessions as (
     select session_uid as s_session_uid, outcome_type as session_outcome_type, is_idle as is_idle
     from {{ ref('fct_sessions') }}
+    where {{ in_rebuild_scope('session_key') }}
 ),
 
 app_types as (

@@ -1,4 +1,7 @@
-{{ config(order_by='(org_id, app, outcome_type, occurred_at, outcome_id)') }}
+{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='outcome_id',
+          order_by='(org_id, app, outcome_type, occurred_at, outcome_id)') }}
+-- Incremental by outcome (macros/incremental.sql).
+-- depends_on: {{ ref('int_rebuild_scope') }}
 
 -- Outcomes, typed, with the session they are attributed to and that session's model and cost.
 select
@@ -20,6 +23,17 @@ select
     a.session_uid != '' ? s.cost_usd : null as session_cost_usd,
     a.session_uid != '' ? s.total_tokens : null as session_tokens,
     o.attributes as attributes
-from {{ ref('stg_outcomes') }} as o
-inner join {{ ref('fct_outcome_attributions') }} as a on o.outcome_id = a.outcome_id
-left join {{ ref('fct_sessions') }} as s on a.session_uid = s.session_uid
+from (
+    select * from {{ ref('stg_outcomes') }} where {{ in_rebuild_scope('outcome_id', 'outcome_id') }}
+) as o
+inner join (
+    select * from {{ ref('fct_outcome_attributions') }} where {{ in_rebuild_scope('outcome_id', 'outcome_id') }}
+) as a on o.outcome_id = a.outcome_id
+left join (
+    select * from {{ ref('fct_sessions') }}
+    {% if is_incremental() %}
+    where session_uid in (
+        select session_uid from {{ ref('fct_outcome_attributions') }}
+        where {{ in_rebuild_scope('outcome_id', 'outcome_id') }})
+    {% endif %}
+) as s on a.session_uid = s.session_uid

@@ -1,7 +1,12 @@
-{{ config(order_by='(org_id, app, started_at, session_uid)') }}
+{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='session_key',
+          order_by='(org_id, app, started_at, session_uid)') }}
+-- Incremental by session key (macros/incremental.sql): deleting a key's rows also removes a
+-- session a late call merged into another.
+-- depends_on: {{ ref('int_rebuild_scope') }}
 
 with sessions as (
     select * from {{ ref('int_sessions_merged') }}
+    where {{ in_rebuild_scope('session_key') }}
 ),
 
 models as (
@@ -16,7 +21,7 @@ models as (
             sum(cost_usd - recorded_cost_usd) as repriced_cost_usd,
             countIf(pricing_status = 'repriced' and recorded_pricing_status != 'priced') as newly_priced_calls
         from {{ ref('int_calls_sessionized') }}
-        where session_uid != ''
+        where session_uid != '' and {{ in_rebuild_scope('session_key') }}
         group by session_uid, model
     )
     group by session_uid
@@ -30,9 +35,19 @@ outcomes as (
         sumIf(o.value_usd, o.is_success) as outcome_value_usd,
         argMin(o.outcome_type, o.occurred_at) as first_outcome_type,
         min(o.occurred_at) as first_outcome_at
-    from {{ ref('int_outcome_attribution') }} as a
-    inner join {{ ref('stg_outcomes') }} as o on a.outcome_id = o.outcome_id
-    where a.session_uid != ''
+    from (
+        select * from {{ ref('int_outcome_attribution') }}
+        where session_uid != ''
+        {% if is_incremental() %}and session_uid in (select session_uid from sessions){% endif %}
+    ) as a
+    inner join (
+        select * from {{ ref('stg_outcomes') }}
+        {% if is_incremental() %}
+        where outcome_id in (
+            select outcome_id from {{ ref('int_outcome_attribution') }}
+            where session_uid in (select session_uid from sessions))
+        {% endif %}
+    ) as o on a.outcome_id = o.outcome_id
     group by a.session_uid
 ),
 

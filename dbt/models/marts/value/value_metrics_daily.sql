@@ -1,10 +1,27 @@
-{{ config(order_by='(day, org_id, team, user_id, app, model, outcome_type)') }}
+{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='day',
+          order_by='(day, org_id, team, user_id, app, model, outcome_type)') }}
+-- Incremental by day (macros/incremental.sql): the days of the calls, sessions and outcomes this
+-- build rebuilt are summed again from the fct_ marts (a session's old start is one of its calls'
+-- days). Days, not partitions: day partitions would pass ClickHouse's 100 partitions per insert.
+-- depends_on: {{ ref('int_rebuild_scope') }}
 
 -- Value against volume per day, org, team, user, app, model and outcome type. Calls count on
 -- their own day and model; sessions on the day they started, under their primary model;
 -- outcomes on their own day, under the model of the session they are attributed to. The
 -- additive columns sum to any coarser grain; recompute the ratios from them when rolling up.
 {% set money = 'Decimal(38, 21)' %}
+{% set in_days -%}
+    {%- if is_incremental() -%}
+    day in (
+        select day from {{ ref('fct_calls') }} where {{ in_rebuild_scope('session_key') }}
+        union distinct
+        select day from {{ ref('fct_sessions') }} where {{ in_rebuild_scope('session_key') }}
+        union distinct
+        select day from {{ ref('fct_outcomes') }} where {{ in_rebuild_scope('outcome_id', 'outcome_id') }})
+    {%- else -%}
+    true
+    {%- endif -%}
+{%- endset %}
 
 with calls as (
     select
@@ -37,6 +54,7 @@ with calls as (
         toUInt64(0) as successful_outcomes,
         CAST(NULL AS Nullable(Decimal(38, 9))) as outcome_value_usd
     from {{ ref('fct_calls') }}
+    where {{ in_days }}
     group by day, org_id, team, user_id, app, model, outcome_type
 ),
 
@@ -51,6 +69,7 @@ sessions as (
         countIf(is_idle) as idle_sessions,
         0, 0, CAST(NULL AS Nullable(Decimal(38, 9)))
     from {{ ref('fct_sessions') }}
+    where {{ in_days }}
     group by day, org_id, team, user_id, app, model, outcome_type
 ),
 
@@ -66,6 +85,7 @@ outcomes as (
         countIf(is_success) as successful_outcomes,
         CAST(sumIf(value_usd, is_success) AS Nullable(Decimal(38, 9))) as outcome_value_usd
     from {{ ref('fct_outcomes') }}
+    where {{ in_days }}
     group by day, org_id, team, user_id, app, model, outcome_type
 ),
 

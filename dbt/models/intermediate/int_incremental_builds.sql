@@ -1,0 +1,16 @@
+{{ config(materialized='incremental', incremental_strategy='append', order_by='built_at') }}
+
+-- One row per build that built every incremental model: when it started (dbt's run_started_at).
+-- The next build rebuilds what was ingested since then (int_rebuild_scope). It depends on every
+-- incremental model, so dbt skips it when one of them (or one of their tests) failed, and the
+-- next build starts from the last good one. A build that selected only some of them adds nothing.
+{% set incremental_models = ['int_changed_keys', 'int_rebuild_scope', 'int_session_fragments', 'int_calls_sessionized', 'int_sessions_merged',
+    'int_outcome_attribution', 'fct_calls', 'fct_sessions', 'fct_outcome_attributions', 'fct_outcomes',
+    'value_metrics_daily'] %}
+{% set refs = [] %}
+{% for name in incremental_models %}{% do refs.append(ref(name)) %}{% endfor %}
+{% set selected = selected_resources | default([]) %}
+{% set built_all = (selected | length == 0) or (incremental_models | reject('in', selected | map('replace', 'model.' ~ project_name ~ '.', '') | list) | list | length == 0) %}
+
+select toDateTime64('{{ run_started_at.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] }}', 3, 'UTC') as built_at
+{% if not built_all %}where false{% endif %}

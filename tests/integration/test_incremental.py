@@ -1,0 +1,180 @@
+"""Incremental builds equal full builds (dbt/README.md, "Incremental builds"), on the real ClickHouse
+engine and real dbt runs: a first build, then incremental builds after late calls (one extends a
+session, one bridges two sessions, one starts its own), late outcomes, re-delivered calls,
+outcomes and sessions, a price published for calls stored unpriced, a back-dated discount and an
+app whose outcome type changes; then `--full-refresh` over the same data. Every row of every
+incremental model must be the same.
+
+Rows are inserted as the ingest stores them (test_repricing's helpers); `_ingested_at` is the
+insert time, which is what the incremental builds read. The look-back margin is 0 here, so each
+incremental build sees only what was inserted after the build before it.
+"""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tests.conftest import make_settings
+from tests.integration.test_repricing import (
+    BACKDATED, MODELS, NEW_PRICE, SEEDED_AT, expected_pricing, publish, store_calls, stream_call, usage,
+)
+from yieldmeter.prices import build_catalog, price_for
+from yieldmeter.transform import run_dbt
+from yieldmeter.warehouse import migrate, open_warehouse
+
+pytestmark = pytest.mark.integration
+
+DAY0 = datetime(2026, 11, 2, tzinfo=UTC)  # a Monday
+APPS = {"support-bot": "ticket_resolved", "coding-agent": "pr_merged", "sales-assistant": "lead_qualified"}
+INCREMENTAL = ["int_changed_keys", "int_rebuild_scope", "int_session_fragments", "int_calls_sessionized",
+               "int_sessions_merged", "int_outcome_attribution", "fct_calls", "fct_sessions",
+               "fct_outcome_attributions", "fct_outcomes", "value_metrics_daily"]
+# the incremental models and what they read (the ledger is built after all of them)
+SELECT = ["--select", "+int_incremental_builds"]
+VARS = ["--vars", "{incremental_lookback_minutes: 0}"]
+_events = itertools.count()
+
+
+class Warehouse:
+    """The calls, sessions and outcomes the ingest would store, written batch by batch."""
+
+    def __init__(self, client):
+        self.client, self.prices = client, [p for p in build_catalog().prices.values() if (p.provider, p.model) in MODELS]
+        self.rows: dict[str, dict] = {}
+
+    def calls(self, org: str, user: str, app: str, start: datetime, n: int, model: int,
+              session_id: str = "", late: bool = False) -> list[str]:
+        """n calls a minute apart, priced by the stream as of the catalog it had (none for acme-llm-1)."""
+        provider, name = MODELS[model % 3]
+        key = f"{org}/{session_id}" if session_id else f"{org}/{user}/{app}"
+        rows = []
+        for c in range(n):
+            event_id, at = f"e{next(_events)}", start + timedelta(minutes=c)
+            use = usage(input_tokens=1500 + 311 * c, cache_read_tokens=200 * c, output_tokens=250 + 13 * c)
+            pricing = expected_pricing(price_for(self.prices, provider, name, "default", at), None, use)
+            row = stream_call(event_id, at, org, provider, name, "default", use, pricing, team=f"{app}-team",
+                              user_id=user, app=app, session_id=session_id, session_key=key)
+            row |= {"trace_id": f"t-{key}-{start:%d%H%M}" if app == "coding-agent" else "", "is_late": late}
+            rows.append(row)
+        store_calls(self.client, rows)
+        self.rows |= {r["event_id"]: r for r in rows}
+        return [r["event_id"] for r in rows]
+
+    def fragment(self, event_ids: list[str], correction: bool = False) -> None:
+        """The session the pipeline closed over these calls, or a late call's correction."""
+        uid = "lower(hex(MD5(concat('late|', any(event_id)))))" if correction else \
+            "lower(hex(MD5(concat(any(session_key), '|', toString(min(occurred_at))))))"
+        self.client.command(f"""
+            INSERT INTO sessions (session_uid, session_key, is_correction, org_id, team, user_id, app, session_id,
+                started_at, ended_at, calls, errors, cancelled, retries, unpriced_calls, input_tokens,
+                cache_read_tokens, cache_write_tokens, output_tokens, reasoning_tokens, tool_calls, max_input_tokens,
+                models_used, list_cost_usd, cost_usd, _topic, _partition, _offset, _timestamp)
+            SELECT {uid}, any(session_key), {str(correction).lower()}, any(org_id), any(team), any(user_id), any(app),
+                any(session_id), min(occurred_at), max(occurred_at), count(), 0, 0, 0,
+                countIf(pricing_status != 'priced'), sum(input_tokens), sum(cache_read_tokens), sum(cache_write_tokens),
+                sum(output_tokens), sum(reasoning_tokens), 0, max(input_tokens), groupUniqArray(model),
+                sum(list_cost_usd), sum(cost_usd), 'usage.sessions', 0, 0, max(occurred_at)
+            FROM calls FINAL WHERE event_id IN ({", ".join(f"'{e}'" for e in event_ids)})""")
+
+    def outcome(self, outcome_id: str, at: datetime, org: str, user: str, app: str, kind: str | None = None,
+                session_id: str = "", trace_id: str = "", success: bool = True) -> None:
+        self.client.command(f"""
+            INSERT INTO outcomes (outcome_id, occurred_at, org_id, team, user_id, app, session_id, trace_id,
+                outcome_type, success, value_usd, attributes, schema_version, _topic, _partition, _offset, _timestamp)
+            VALUES ('{outcome_id}', '{at:%Y-%m-%d %H:%M:%S}', '{org}', '{app}-team', '{user}', '{app}', '{session_id}',
+                '{trace_id}', '{kind or APPS[app]}', {str(success).lower()}, {'100' if app == 'sales-assistant' else 'NULL'},
+                map(), 1, 'usage.outcomes', 0, 0, now64(3))""")
+
+    def day(self, day: int) -> None:
+        """Each org's users on each app: a session at 09:00 and one at 09:40 (four calls each, so 37
+        minutes apart: more than the 30-minute gap), on rotating models, with their outcomes (the
+        support bot's and the sales assistant's second sessions stay idle)."""
+        for o, org in enumerate(["acme", "globex"]):
+            for u, app in itertools.product(range(2), APPS):
+                user = f"{org}-u{u}"
+                for s, at in enumerate([DAY0 + timedelta(days=day, hours=9), DAY0 + timedelta(days=day, hours=9, minutes=40)]):
+                    sid = f"{user}-{app}-d{day}s{s}" if app == "support-bot" else ""
+                    calls = self.calls(org, user, app, at, 4, model=o + u + s + day, session_id=sid)
+                    self.fragment(calls)
+                    done = at + timedelta(minutes=3 + 5 + 5 * s)
+                    if app == "support-bot" and s == 0:
+                        self.outcome(f"o-{sid}", done, org, user, app, session_id=sid, success=u == 0)
+                    elif app == "coding-agent":
+                        self.outcome(f"o-{calls[0]}", done, org, user, app, trace_id=self.rows[calls[0]]["trace_id"])
+                    elif s == 0:
+                        self.outcome(f"o-{calls[0]}", done, org, user, app)
+
+
+def build(settings, *args: str) -> None:
+    run = run_dbt(settings, ["run", *SELECT, *VARS, *args])
+    assert run.success, run.failures()
+
+
+def snapshot(settings) -> dict[str, list[tuple]]:
+    with open_warehouse(settings.warehouse_url) as client:
+        return {m: sorted(map(repr, client.query(f"SELECT * FROM {m}").result_rows))
+                for m in INCREMENTAL[2:]}
+
+
+def test_incremental_builds_equal_a_full_build(tmp_path):
+    settings = make_settings(tmp_path / "state")
+    with open_warehouse(settings.warehouse_url) as client:
+        migrate(client)
+        w = Warehouse(client)
+        publish(client, w.prices, SEEDED_AT)
+        w.day(0)
+        w.day(1)
+    build(settings)
+
+    with open_warehouse(settings.warehouse_url) as client:
+        w.client = client
+        w.day(2)
+        # late calls: one bridges acme-u0's two coding sessions of day 0, one extends globex-u0's
+        # second sales session of day 1, one is a session of its own
+        for args in [("acme", "acme-u0", "coding-agent", DAY0 + timedelta(hours=9, minutes=20)),
+                     ("globex", "globex-u0", "sales-assistant", DAY0 + timedelta(days=1, hours=9, minutes=55)),
+                     ("acme", "acme-u1", "sales-assistant", DAY0 + timedelta(hours=15))]:
+            w.fragment(w.calls(*args, 1, model=0, late=True), correction=True)
+        # late outcomes: the idle sales session of globex-u1 on day 0 closes a lead, and a support
+        # session of day 1 (a key with no new call, and none repriced later) resolves its ticket
+        w.outcome("o-late-1", DAY0 + timedelta(hours=10, minutes=5), "globex", "globex-u1", "sales-assistant")
+        w.outcome("o-late-2", DAY0 + timedelta(days=1, hours=11), "acme", "acme-u1", "support-bot",
+                  session_id="acme-u1-support-bot-d1s1")
+        # re-delivered: calls, an outcome and a closed session, stored a second time
+        store_calls(client, list(w.rows.values())[:7])
+        w.outcome("o-acme-u0-support-bot-d0s0", DAY0 + timedelta(hours=9, minutes=8), "acme", "acme-u0",
+                  "support-bot", session_id="acme-u0-support-bot-d0s0")
+        w.fragment(list(w.rows)[4:8])
+    build(settings)
+
+    with open_warehouse(settings.warehouse_url) as client:
+        scoped, keys = client.query("SELECT (SELECT countIf(kind = 'session_key') FROM int_rebuild_scope), "
+                                    "(SELECT uniqExact(session_key) FROM fct_calls)").result_rows[0]
+        assert 0 < scoped < keys  # the build rebuilt some session keys, not all of them
+        w.client = client
+        # repricing: acme-llm-1's first price (its calls were stored unpriced) and a discount for
+        # globex back-dated to November
+        publish(client, [NEW_PRICE, BACKDATED], datetime.now(UTC))
+        # the sales assistant of globex now reports meetings more than leads: its idle sessions change type
+        for i in range(8):
+            w.outcome(f"o-meeting-{i}", DAY0 + timedelta(days=2, hours=12 + i), "globex", "nobody",
+                      "sales-assistant", kind="meeting_booked")
+        store_calls(client, list(w.rows.values())[-3:])
+    build(settings)
+    incremental = snapshot(settings)
+
+    build(settings, "--full-refresh")
+    full = snapshot(settings)
+    for model in full:
+        assert incremental[model] == full[model], model
+
+    # what the sequence exercised
+    with open_warehouse(settings.warehouse_url) as client:
+        merged, late, repriced, meetings = client.query("""
+            SELECT (SELECT max(fragments) FROM int_sessions_merged), (SELECT sum(late_calls) FROM fct_sessions),
+                (SELECT groupUniqArray(pricing_status) FROM fct_calls WHERE pricing_status = 'repriced'),
+                (SELECT countIf(outcome_type = 'meeting_booked' AND is_idle) FROM fct_sessions)""").result_rows[0]
+    assert merged >= 3 and late == 3 and repriced == ["repriced"] and meetings > 0
