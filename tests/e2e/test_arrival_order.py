@@ -2,11 +2,12 @@
 
 One workload of five weeks — across a real price change (claude-opus-4-6, 2026-03-13), in and
 out of DeepSeek's off-peak window, with providers spelled as gateways spell them — is sent
-three ways: in time order with keys; shuffled across the weeks with no key (the producer
-spreads the records over the partitions as it likes); in reverse time order. Each goes through
-the real chain (broker, the Flink pipeline job, the warehouse ingest, dbt) on topics and a
-warehouse of its own. Every call must get the same cost in all three — the cost the Python
-reference gives (docs/pricing.md) — and dbt's merged sessions must be identical.
+two ways: shuffled across the weeks with no key (the producer spreads the records over the
+partitions as it likes); in reverse time order, keyed (every call late against the one before
+it). Each goes through the real chain (broker, the Flink pipeline job, the warehouse ingest,
+dbt) on topics and a warehouse of its own. Every call must get the same cost in both — the cost
+the Python reference gives (docs/pricing.md), whatever the order — and dbt's merged sessions
+must be identical. (Time order is what every other pipeline test sends.)
 """
 
 from __future__ import annotations
@@ -93,9 +94,8 @@ def test_costs_and_sessions_do_not_depend_on_arrival_order(kafka, tmp_path):
     shuffled = events[:]
     random.Random(5).shuffle(shuffled)
     runs = {
-        "time order, keyed": through_the_chain(kafka, tmp_path / "a", catalog, events, keyed=True),
-        "shuffled, no key": through_the_chain(kafka, tmp_path / "b", catalog, shuffled, keyed=False),
-        "reverse order, keyed": through_the_chain(kafka, tmp_path / "c", catalog, events[::-1], keyed=True),
+        "shuffled, no key": through_the_chain(kafka, tmp_path / "a", catalog, shuffled, keyed=False),
+        "reverse order, keyed": through_the_chain(kafka, tmp_path / "b", catalog, events[::-1], keyed=True),
     }
     (calls, sessions), *others = runs.values()
     assert len(calls) == len(events)
