@@ -92,9 +92,9 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=2000, help="calls a second (default 2000)")
     parser.add_argument("--seconds", type=int, default=60, help="how long to send (default 60)")
     parser.add_argument("--warmup", type=int, default=15, help="seconds of calls left out at the start (default 15)")
-    parser.add_argument("--checkpoint-interval", default="5s",
+    parser.add_argument("--checkpoint-interval", default="2s",
                         help="YIELDMETER_FLINK_CHECKPOINT_INTERVAL for this run: how often the price job "
-                        "commits its output (default 5s, `yieldmeter run`'s default)")
+                        "commits its output (default 2s, `yieldmeter run`'s default)")
     parser.add_argument("--parallelism", type=int, default=2)
     parser.add_argument("--mini-batch", default="200ms", help="the controls job's mini-batch latency (0ms: off)")
     parser.add_argument("--flush-interval", default="0ms", help="the controls sink's flush interval (0ms: none)")

@@ -35,7 +35,7 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--group-id", required=True, help="Kafka consumer group of this job")
     parser.add_argument("--parallelism", type=int, default=1)
     parser.add_argument("--checkpoint-dir", help="durable checkpoint folder or URI (file://, s3://)")
-    parser.add_argument("--checkpoint-interval", default="5s", help="also the exactly-once commit interval")
+    parser.add_argument("--checkpoint-interval", default="2s", help="also the exactly-once commit interval")
     parser.add_argument("--jars", default="", help="';'-separated connector jar URLs (empty on a cluster with them in lib/)")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--bounded", dest="bounded", action="store_true", default=True,

@@ -101,8 +101,8 @@ class Settings(BaseSettings):
         description="Heap of the local Flink JVM (-Xmx), e.g. 1g; unset: the JVM's default (a quarter of the memory).",
     )
     flink_checkpoint_interval: str = Field(
-        "5s",
-        description="How often the Flink jobs checkpoint, e.g. 5s or 1s: also how often their exactly-once Kafka "
+        "2s",
+        description="How often the Flink jobs checkpoint, e.g. 2s or 1s: also how often their exactly-once Kafka "
         "output is committed and so becomes visible (spend controls lag the calls by about this much).",
     )
     flink_python: Path | None = Field(
