@@ -1,17 +1,29 @@
 {#
   Incremental builds (dbt/README.md, "Incremental builds"). A model built incrementally rebuilds
-  only the rows of its unit of rebuild that int_rebuild_scope lists for this build: session keys
-  (a call's and a session's every input lies in its session key's fragments, calls and prices),
-  outcome ids, and days. Its incremental_strategy deletes the rows of those keys and inserts them
-  rebuilt (delete+insert), so a refresh costs what changed and lands every row exactly once.
+  only the rows of its unit of rebuild that int_changed_keys or int_rebuild_scope list for this
+  build: session keys (a call's and a session's every input lies in its session key's fragments,
+  calls and prices), outcome ids, and days or weeks. Its incremental_strategy deletes the rows of
+  those keys and inserts them rebuilt (delete+insert), so a refresh costs what changed and lands
+  every row exactly once.
   On a full build (no table yet, --full-refresh, or no ledger: no build has finished since the
   ledger was created) the filters are `true`: every key is rebuilt.
 #}
 
-{# The SQL condition "column holds a key of `kind` this build rebuilds" (true on a full build). #}
+{# The SQL condition "column holds a key of `kind` this build rebuilds" (true on a full build).
+   Two scopes, in build order: int_changed_keys (what changed: the intermediate models by session
+   key and the attribution read it) and int_rebuild_scope (those keys, and the sessions whose
+   outcomes or app outcome type changed: the marts read it). #}
 {% macro in_rebuild_scope(column, kind='session_key') -%}
+    {{- _in_scope(column, kind, ref('int_rebuild_scope')) -}}
+{%- endmacro %}
+
+{% macro in_changed_keys(column, kind='session_key') -%}
+    {{- _in_scope(column, kind, ref('int_changed_keys')) -}}
+{%- endmacro %}
+
+{% macro _in_scope(column, kind, scope) -%}
     {%- if is_incremental() and incremental_ledger() is not none -%}
-        {{ column }} in (select key from {{ ref('int_rebuild_scope') }} where kind = '{{ kind }}')
+        {{ column }} in (select key from {{ scope }} where kind = '{{ kind }}')
     {%- else -%}
         true
     {%- endif -%}
@@ -24,5 +36,39 @@
         {{ return(adapter.get_relation(database=this.database, schema=this.schema, identifier='int_incremental_builds')) }}
     {%- else -%}
         {{ return(none) }}
+    {%- endif -%}
+{%- endmacro %}
+
+{# The days this build rebuilds (with weeks=true, the Mondays of their weeks), as 'YYYY-MM-DD'
+   strings, or none on a full build: the days of the calls, sessions and outcomes int_rebuild_scope
+   lists, read from the fct_ marts after they were rebuilt (calls never change day, and a
+   session's old start is one of its calls' days). Asked once and written into the SQL as
+   constants (in_days): a subquery would run again in every part of a model that reads it. #}
+{% macro rebuilt_days(weeks=false) -%}
+    {%- if not (execute and is_incremental() and incremental_ledger() is not none) -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set days -%}
+        select distinct {{ 'toMonday(day)' if weeks else 'day' }} as day from (
+            select day from {{ ref('fct_calls') }} where {{ in_rebuild_scope('session_key') }}
+            union distinct
+            select day from {{ ref('fct_sessions') }} where {{ in_rebuild_scope('session_key') }}
+            union distinct
+            select day from {{ ref('fct_outcomes') }} where {{ in_rebuild_scope('outcome_id', 'outcome_id') }})
+        order by day
+    {%- endset -%}
+    {%- set found = [] -%}
+    {%- for row in run_query(days).rows -%}{%- do found.append(row[0] | string) -%}{%- endfor -%}
+    {{ return(found) }}
+{%- endmacro %}
+
+{# "column is one of these days" (true when days is none: a full build). #}
+{% macro in_days(column, days) -%}
+    {%- if days is none -%}
+        true
+    {%- elif days -%}
+        {{ column }} in ({% for day in days %}toDate('{{ day }}'){{ ', ' if not loop.last }}{% endfor %})
+    {%- else -%}
+        false
     {%- endif -%}
 {%- endmacro %}

@@ -1,9 +1,10 @@
 """Incremental builds equal full builds (dbt/README.md, "Incremental builds"), on the real ClickHouse
 engine and real dbt runs: a first build, then incremental builds after late calls (one extends a
 session, one bridges two sessions, one starts its own), late outcomes, re-delivered calls,
-outcomes and sessions, a price published for calls stored unpriced, a back-dated discount and an
-app whose outcome type changes; then `--full-refresh` over the same data. Every row of every
-incremental model must be the same.
+outcomes and sessions, an outcome delivered again with another verdict, an outcome taken by a
+later session of another key, a price published for calls stored unpriced, a back-dated discount,
+an app whose outcome type changes and a build that does not finish; then `--full-refresh` over the
+same data. Every row of every incremental model must be the same.
 
 Rows are inserted as the ingest stores them (test_repricing's helpers); `_ingested_at` is the
 insert time, which is what the incremental builds read. The look-back margin is 0 here, so each
@@ -31,7 +32,8 @@ DAY0 = datetime(2026, 11, 2, tzinfo=UTC)  # a Monday
 APPS = {"support-bot": "ticket_resolved", "coding-agent": "pr_merged", "sales-assistant": "lead_qualified"}
 INCREMENTAL = ["int_changed_keys", "int_rebuild_scope", "int_session_fragments", "int_calls_sessionized",
                "int_sessions_merged", "int_outcome_attribution", "fct_calls", "fct_sessions",
-               "fct_outcome_attributions", "fct_outcomes", "value_metrics_daily"]
+               "fct_outcome_attributions", "fct_outcomes", "value_metrics_daily", "tokenmaxxing_signals",
+               "focus_ai_spend"]
 # the incremental models and what they read (the ledger is built after all of them)
 SELECT = ["--select", "+int_incremental_builds"]
 VARS = ["--vars", "{incremental_lookback_minutes: 0}"]
@@ -148,6 +150,8 @@ def test_incremental_builds_equal_a_full_build(tmp_path):
         w.outcome("o-acme-u0-support-bot-d0s0", DAY0 + timedelta(hours=9, minutes=8), "acme", "acme-u0",
                   "support-bot", session_id="acme-u0-support-bot-d0s0")
         w.fragment(list(w.rows)[4:8])
+        # an outcome without a link: acme-u0's idle support session of 09:40 on day 2 gets it (user and time)
+        w.outcome("o-move", DAY0 + timedelta(days=2, hours=16), "acme", "acme-u0", "support-bot")
     build(settings)
 
     with open_warehouse(settings.warehouse_url) as client:
@@ -163,7 +167,27 @@ def test_incremental_builds_equal_a_full_build(tmp_path):
             w.outcome(f"o-meeting-{i}", DAY0 + timedelta(days=2, hours=12 + i), "globex", "nobody",
                       "sales-assistant", kind="meeting_booked")
         store_calls(client, list(w.rows.values())[-3:])
+        # a later support session of acme-u0 (a key of its own) takes o-move from the 09:40 one, whose
+        # key changes in no other way; and a support outcome of day 1 comes again, now failed
+        w.fragment(w.calls("acme", "acme-u0", "support-bot", DAY0 + timedelta(days=2, hours=14), 2, model=1,
+                           session_id="acme-u0-support-bot-d2s2"))
+        w.outcome("o-acme-u0-support-bot-d1s0", DAY0 + timedelta(days=1, hours=9, minutes=8), "acme", "acme-u0",
+                  "support-bot", session_id="acme-u0-support-bot-d1s0", success=False)
     build(settings)
+
+    # a build that gets past int_rebuild_scope and does not finish (here a --select build; a failed
+    # test does the same) leaves marts that the next build cannot compare with: that one rebuilds every key
+    with open_warehouse(settings.warehouse_url) as client:
+        w.client = client
+        w.outcome("o-late-3", DAY0 + timedelta(days=2, hours=10), "globex", "globex-u0", "support-bot",
+                  session_id="globex-u0-support-bot-d2s0")
+    partial = run_dbt(settings, ["run", "--select", "+fct_outcomes", *VARS])
+    assert partial.success, partial.failures()
+    build(settings)
+    with open_warehouse(settings.warehouse_url) as client:
+        scoped, keys = client.query("SELECT (SELECT countIf(kind = 'session_key') FROM int_rebuild_scope), "
+                                    "(SELECT uniqExact(session_key) FROM fct_calls)").result_rows[0]
+    assert scoped == keys
     incremental = snapshot(settings)
 
     build(settings, "--full-refresh")
@@ -177,4 +201,10 @@ def test_incremental_builds_equal_a_full_build(tmp_path):
             SELECT (SELECT max(fragments) FROM int_sessions_merged), (SELECT sum(late_calls) FROM fct_sessions),
                 (SELECT groupUniqArray(pricing_status) FROM fct_calls WHERE pricing_status = 'repriced'),
                 (SELECT countIf(outcome_type = 'meeting_booked' AND is_idle) FROM fct_sessions)""").result_rows[0]
+        moved, failed = client.query("""
+            SELECT (SELECT session_id FROM fct_sessions WHERE session_uid =
+                        (SELECT session_uid FROM fct_outcomes WHERE outcome_id = 'o-move')),
+                (SELECT successful_outcomes FROM fct_sessions WHERE session_id = 'acme-u0-support-bot-d1s0')
+            """).result_rows[0]
     assert merged >= 3 and late == 3 and repriced == ["repriced"] and meetings > 0
+    assert moved == "acme-u0-support-bot-d2s2" and failed == 0

@@ -6,19 +6,19 @@
 -- run) gets ''. Which calls were late is read from the corrections themselves, not from a
 -- flag, so it holds whichever job decided it. One pass over the calls: both lookups are joins
 -- (pricing every call twice, once per kind, cost more than the ASOF join a correction skips).
--- depends_on: {{ ref('int_rebuild_scope') }}
+-- depends_on: {{ ref('int_changed_keys') }}
 -- Incremental by session key: every input of a call (its price, its key's fragments) is filtered
 -- by it (ClickHouse pushes the filter into int_calls_priced's view).
 with calls as (
     select *, lower(hex(MD5(concat('late|', event_id)))) as correction_uid
     from {{ ref('int_calls_priced') }}
-    where {{ in_rebuild_scope('session_key') }}
+    where {{ in_changed_keys('session_key') }}
 ),
 
 corrections as (
     select fragment_uid as f_fragment_uid, session_uid as f_session_uid, true as f_is_match
     from {{ ref('int_session_fragments') }}
-    where is_correction and {{ in_rebuild_scope('session_key') }}
+    where is_correction and {{ in_changed_keys('session_key') }}
 ),
 
 -- closed sessions with the session they ended up in (late calls may have joined two)
@@ -27,7 +27,7 @@ closed as (
         s.ended_at as s_ended_at, true as s_is_match
     from {{ ref('stg_sessions') }} as s
     inner join {{ ref('int_session_fragments') }} as m on s.fragment_uid = m.fragment_uid
-    where not s.is_correction and {{ in_rebuild_scope('s.session_key') }} and {{ in_rebuild_scope('m.session_key') }}
+    where not s.is_correction and {{ in_changed_keys('s.session_key') }} and {{ in_changed_keys('m.session_key') }}
 ),
 
 with_correction as (

@@ -1,7 +1,8 @@
 {{ config(materialized='table', order_by='(kind, key)') }}
 
--- What changed since the last finished build (int_incremental_builds), one row per key; the first
--- half of int_rebuild_scope (a table of its own: ClickHouse runs a CTE again wherever it is read).
+-- What changed since the last finished build (int_incremental_builds), one row per key: what the
+-- intermediate models by session key and the attribution rebuild (macros/incremental.sql);
+-- int_rebuild_scope widens it for the marts.
 -- Changes are the rows ingested since that build started, less var incremental_lookback_minutes
 -- (an insert under way while it read; the clock of a server): a key rebuilt twice costs a little,
 -- a key missed would be wrong. The sources are read without FINAL: a key is all that is needed.

@@ -6,7 +6,7 @@
 -- next build starts from the last good one. A build that selected only some of them adds nothing.
 {% set incremental_models = ['int_changed_keys', 'int_rebuild_scope', 'int_session_fragments', 'int_calls_sessionized', 'int_sessions_merged',
     'int_outcome_attribution', 'fct_calls', 'fct_sessions', 'fct_outcome_attributions', 'fct_outcomes',
-    'value_metrics_daily'] %}
+    'value_metrics_daily', 'tokenmaxxing_signals', 'focus_ai_spend'] %}
 {% set refs = [] %}
 {% for name in incremental_models %}{% do refs.append(ref(name)) %}{% endfor %}
 {% set selected = selected_resources | default([]) %}

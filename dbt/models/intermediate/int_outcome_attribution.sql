@@ -4,15 +4,15 @@
 --   3. user_time: the same org's, user's and app's most recent session started before the
 --      outcome and ended within the attribution window before it;
 --   else unattributed. One row per outcome, so no outcome is counted twice.
--- Incremental by outcome: the outcomes int_rebuild_scope lists, against the sessions and calls
+-- Incremental by outcome: the outcomes int_changed_keys lists, against the sessions and calls
 -- that share a link with them (all a link can find).
--- depends_on: {{ ref('int_rebuild_scope') }}
+-- depends_on: {{ ref('int_changed_keys') }}
 {% set window_h = var('attribution_window_hours') | int %}
 
 with outcomes as (
     select outcome_id, occurred_at, org_id, user_id, app, session_id, trace_id
     from {{ ref('stg_outcomes') }}
-    where {{ in_rebuild_scope('outcome_id', 'outcome_id') }}
+    where {{ in_changed_keys('outcome_id', 'outcome_id') }}
 ),
 
 sessions as (

@@ -1,51 +1,77 @@
 {{ config(materialized='table', order_by='(kind, key)') }}
 
--- What this build rebuilds in the incremental models (macros/incremental.sql), one row per key:
---   session_key: the changed keys (int_changed_keys), the keys of the sessions the changed
---     outcomes were or are now attributed to (a session with their session id, a call with their
---     trace, or their user's and app's session that started by then and ended within the
---     attribution window: int_outcome_attribution's three links), and the keys of the idle
---     sessions and session-less calls of an app whose outcome type (int_app_outcome_types) changed;
---   outcome_id: the changed outcomes (their session, or its model, cost or tokens, may change).
--- The previous build's fct_sessions and fct_calls are read by name (they are rebuilt after this).
--- Empty on a full build (nothing reads it then).
--- depends_on: {{ ref('int_app_outcome_types') }}
-{% set window_h = var('attribution_window_hours') | int %}
-{% set calls = source('warehouse', 'calls') %}
-{% set sessions = source('warehouse', 'sessions') %}
-{% set fct_sessions = adapter.get_relation(database=this.database, schema=this.schema, identifier='fct_sessions') if execute else none %}
-{% set fct_calls = adapter.get_relation(database=this.database, schema=this.schema, identifier='fct_calls') if execute else none %}
+-- What the incremental marts rebuild in this build (macros/incremental.sql), one row per key;
+-- built after the intermediate models rebuilt the changed keys and the attribution:
+--   session_key: the changed keys (int_changed_keys: their calls or fragments changed), the keys
+--     of the sessions that gained or lost an outcome, or whose outcome changed (the attribution
+--     and fields of each outcome int_changed_keys lists, now against the previous build's
+--     fct_outcomes), and the keys of the idle sessions and session-less calls of an app whose
+--     outcome type (int_app_outcome_types) changed;
+--   outcome_id: the outcomes int_changed_keys lists (their session, or its model, cost or tokens,
+--     may change).
+-- The previous build's fct_outcomes, fct_sessions and fct_calls are read by name (they are
+-- rebuilt after this). They are what the last finished build left only if no build got past
+-- this model since without finishing (one whose tests failed, or a --select build): each build
+-- writes its start here (kind 'attempt'), and when the last one is newer than the ledger's, or a
+-- mart is missing, every key is rebuilt. Otherwise empty on a full build (nothing reads it then).
+{% set ledger = incremental_ledger() %}
+{% set previous = {} %}
+{% for name in ['fct_outcomes', 'fct_sessions', 'fct_calls'] %}
+    {% do previous.update({name: adapter.get_relation(database=this.database, schema=this.schema, identifier=name) if execute else none}) %}
+{% endfor %}
+{% set unfinished = false %}
+{% if execute and ledger is not none and not flags.FULL_REFRESH and none not in previous.values() %}
+    {% set scope = adapter.get_relation(database=this.database, schema=this.schema, identifier=this.identifier) %}
+    {% if scope is not none %}
+        {% set unfinished = run_query("select (select max(key) from " ~ scope ~ " where kind = 'attempt') > "
+                                      ~ "(select toString(max(built_at)) from " ~ ledger ~ ")").rows[0][0] %}
+    {% endif %}
+{% endif %}
+{% set attempt = run_started_at.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] %}
+{% set changed_outcomes %}(select key from {{ ref('int_changed_keys') }} where kind = 'outcome_id'){% endset %}
 
-{% if execute and (incremental_ledger() is none or flags.FULL_REFRESH) %}
+select 'attempt' as kind, '{{ attempt }}' as key
+union all
+select kind, key from (
+{% if execute and (ledger is none or flags.FULL_REFRESH) %}
 select CAST('' AS String) as kind, CAST('' AS String) as key where false
+{% elif execute and (unfinished or none in previous.values()) %}
+select 'session_key' as kind, session_key as key
+from (
+    select session_key from {{ source('warehouse', 'calls') }}
+    union distinct
+    select session_key from {{ source('warehouse', 'sessions') }}
+)
+union all
+select 'outcome_id', outcome_id from (select distinct outcome_id from {{ source('warehouse', 'outcomes') }})
 {% else %}
-with moved_outcomes as (
-    select outcome_id, org_id, user_id, app, session_id, trace_id, occurred_at
-    from {{ source('warehouse', 'outcomes') }}
-    where outcome_id in (select key from {{ ref('int_changed_keys') }} where kind = 'outcome_id')
-),
--- the sessions those outcomes were or are attributed to (int_outcome_attribution's three links)
-outcome_session_keys as (
-    select session_key
-    from {{ sessions }}
-    where session_id != '' and (org_id, session_id) in (
-        select org_id, session_id from moved_outcomes where session_id != '')
-    union distinct
-    select session_key
-    from {{ calls }}
-    where trace_id != '' and (org_id, trace_id) in (
-        select org_id, trace_id from moved_outcomes where trace_id != '')
-    union distinct
-    select k.session_key
+with outcomes_now as (
+    select a.outcome_id as outcome_id, a.session_uid as session_uid, o.occurred_at as occurred_at,
+        o.outcome_type as outcome_type, o.is_success as is_success, ifNull(toString(o.value_usd), '') as value_usd
     from (
-        select session_key, any(org_id) as k_org_id, any(user_id) as k_user_id, any(app) as k_app,
-            min(started_at) as k_started_at, max(ended_at) as k_ended_at
-        from {{ sessions }}
-        where (org_id, user_id, app) in (select org_id, user_id, app from moved_outcomes)
-        group by session_key
-    ) as k
-    inner join moved_outcomes as o on k.k_org_id = o.org_id and k.k_user_id = o.user_id and k.k_app = o.app
-    where k.k_started_at <= o.occurred_at and k.k_ended_at >= o.occurred_at - interval {{ window_h }} hour
+        select outcome_id, session_uid from {{ ref('int_outcome_attribution') }}
+        where outcome_id in {{ changed_outcomes }}
+    ) as a
+    inner join (
+        select * from {{ ref('stg_outcomes') }} where outcome_id in {{ changed_outcomes }}
+    ) as o on a.outcome_id = o.outcome_id
+),
+
+outcomes_before as (
+    select outcome_id as b_outcome_id, session_uid as b_session_uid, occurred_at as b_occurred_at,
+        outcome_type as b_outcome_type, is_success as b_is_success, ifNull(toString(value_usd), '') as b_value_usd
+    from {{ previous['fct_outcomes'] }}
+    where outcome_id in {{ changed_outcomes }}
+),
+
+-- what fct_sessions reads of an outcome: its session, time, type, success and value
+moved_outcomes as (
+    select n.session_uid as session_uid, b.b_session_uid as previous_session_uid
+    from outcomes_now as n
+    full join outcomes_before as b on n.outcome_id = b.b_outcome_id
+    where (n.session_uid, n.occurred_at, n.outcome_type, n.is_success, n.value_usd)
+        != (b.b_session_uid, b.b_occurred_at, b.b_outcome_type, b.b_is_success, b.b_value_usd)
+        or n.outcome_id != b.b_outcome_id
 ),
 
 -- an app's outcome type (int_app_outcome_types) names its idle sessions and session-less calls
@@ -55,35 +81,34 @@ app_types as (
 ),
 
 retyped_apps as (
-    {% if fct_sessions is not none and fct_calls is not none %}
     select distinct s.org_id as org_id, s.app as app
-    from {{ fct_sessions }} as s
+    from {{ previous['fct_sessions'] }} as s
     left join app_types as a on s.org_id = a.a_org_id and s.app = a.a_app
     where s.outcomes = 0 and s.outcome_type != a.a_outcome_type
     union distinct
     select distinct c.org_id, c.app
-    from {{ fct_calls }} as c
+    from {{ previous['fct_calls'] }} as c
     left join app_types as a on c.org_id = a.a_org_id and c.app = a.a_app
     where c.session_uid = '' and c.outcome_type != a.a_outcome_type
-    {% else %}
-    select CAST('' AS String) as org_id, CAST('' AS String) as app where false
-    {% endif %}
-),
-
-retyped_keys as (
-    select distinct session_key
-    from {{ calls }}
-    where (org_id, app) in (select org_id, app from retyped_apps)
 )
 
 select 'session_key' as kind, session_key as key
 from (
     select key as session_key from {{ ref('int_changed_keys') }} where kind = 'session_key'
     union distinct
-    select session_key from outcome_session_keys
+    -- the sessions that now hold a moved outcome, as int_sessions_merged stands after this build
+    select session_key from {{ ref('int_sessions_merged') }}
+    where session_uid in (select session_uid from moved_outcomes where session_uid != '')
     union distinct
-    select session_key from retyped_keys
+    -- the sessions that held one (a session merged away since is a changed key's)
+    select session_key from {{ previous['fct_sessions'] }}
+    where session_uid in (select previous_session_uid from moved_outcomes where previous_session_uid != '')
+    union distinct
+    select distinct session_key
+    from {{ source('warehouse', 'calls') }}
+    where (org_id, app) in (select org_id, app from retyped_apps)
 )
 union all
 select kind, key from {{ ref('int_changed_keys') }} where kind = 'outcome_id'
 {% endif %}
+)

@@ -7,14 +7,14 @@
 -- A session is named by its first closed session's uid, else by its first late call's.
 {{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='session_key',
           order_by='(session_key, fragment_uid)') }}
--- depends_on: {{ ref('int_rebuild_scope') }}
+-- depends_on: {{ ref('int_changed_keys') }}
 -- Incremental by session key (macros/incremental.sql): a key's fragments are all its merge reads.
 {% set gap = var('session_gap_minutes') | int %}
 
 with fragments as (
     select fragment_uid, session_key, is_correction, started_at, ended_at
     from {{ ref('stg_sessions') }}
-    where {{ in_rebuild_scope('session_key') }}
+    where {{ in_changed_keys('session_key') }}
 ),
 
 ordered as (

@@ -1,12 +1,12 @@
 -- Sessions with their late calls merged in: the closed session's fields, the fragments' sums.
--- depends_on: {{ ref('int_rebuild_scope') }}
+-- depends_on: {{ ref('int_changed_keys') }}
 -- Incremental by session key: a session's fragments share its key.
 with fragments as (
     select f.*, m.session_uid as session_uid
-    from (select * from {{ ref('stg_sessions') }} where {{ in_rebuild_scope('session_key') }}) as f
+    from (select * from {{ ref('stg_sessions') }} where {{ in_changed_keys('session_key') }}) as f
     inner join (
         select fragment_uid, session_uid from {{ ref('int_session_fragments') }}
-        where {{ in_rebuild_scope('session_key') }}
+        where {{ in_changed_keys('session_key') }}
     ) as m on f.fragment_uid = m.fragment_uid
 )
 

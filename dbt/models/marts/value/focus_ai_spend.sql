@@ -1,4 +1,8 @@
-{{ config(order_by='(ChargePeriodStart, SubAccountId, ProviderName, SkuId)') }}
+{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='toDate(ChargePeriodStart)',
+          order_by='(ChargePeriodStart, SubAccountId, ProviderName, SkuId)') }}
+-- Incremental by day (macros/incremental.sql): the charge hours of the days this build rebuilt
+-- (rebuilt_days) are summed again from fct_calls.
+-- depends_on: {{ ref('int_rebuild_scope') }} {{ ref('fct_sessions') }} {{ ref('fct_outcomes') }}
 
 -- AI spend in the shape of the FinOps Open Cost and Usage Specification (FOCUS 1.2): one row per
 -- charge hour, org, team, app, provider, model, service tier, price and token type. Costs per
@@ -19,6 +23,7 @@ with calls as (
         -- the pipeline's discount factor: (100 - pct) / 100 with 6 decimals
         toDecimal64((100 - discount_pct) / 100, 6) as discount_factor
     from {{ ref('fct_calls') }}
+    where {{ in_days('day', rebuilt_days()) }}
 ),
 
 hourly as (

@@ -1,4 +1,9 @@
-{{ config(order_by='(week, entity_type, app, outcome_type, org_id, entity_id)') }}
+{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='week',
+          order_by='(week, entity_type, app, outcome_type, org_id, entity_id)') }}
+-- Incremental by week (macros/incremental.sql): a week's peers are that week's entities, and its
+-- growth compares it with the week before, so the weeks of the days this build rebuilt
+-- (rebuilt_days) and the weeks after them are computed again, from those weeks and the ones before.
+-- depends_on: {{ ref('int_rebuild_scope') }} {{ ref('fct_sessions') }}
 
 -- Tokenmaxxing: token volume high or rising against peers while outcome yield is low.
 -- Entities: users (per app), teams (per app), and each org's app. Peers: the entities of the
@@ -20,6 +25,20 @@
 {% set growth_ratio = var('tokenmaxxing_growth_ratio') %}
 {% set shortfall_z = var('tokenmaxxing_shortfall_z') %}
 {% set min_days = var('tokenmaxxing_min_days') | int %}
+{% set mondays = rebuilt_days(weeks=true) %}
+{% if mondays is none %}
+    {% set weeks, read_weeks = none, none %}
+{% else %}
+    {% set weeks, read_weeks = [], [] %}
+    {% for monday in mondays %}
+        {% set day = modules.datetime.date.fromisoformat(monday) %}
+        {% do weeks.extend([monday, (day + modules.datetime.timedelta(days=7)).isoformat()]) %}
+        {% do read_weeks.extend([(day - modules.datetime.timedelta(days=7)).isoformat(), monday,
+                                 (day + modules.datetime.timedelta(days=7)).isoformat()]) %}
+    {% endfor %}
+{% endif %}
+{% set in_weeks = in_days('week', weeks | unique | list if weeks is not none else none) %}
+{% set in_read_weeks = in_days('week', read_weeks | unique | list if read_weeks is not none else none) %}
 
 with usage as (
     select
@@ -29,6 +48,7 @@ with usage as (
         count() as calls,
         uniqExact(session_uid) as sessions
     from {{ ref('fct_calls') }}
+    where {{ in_read_weeks }}
     group by week, org_id, team, user_id, app, outcome_type
 ),
 
@@ -38,6 +58,7 @@ results as (
         count() as outcomes,
         countIf(is_success) as successful_outcomes
     from {{ ref('fct_outcomes') }}
+    where {{ in_read_weeks }}
     group by week, org_id, team, user_id, app, outcome_type
 ),
 
@@ -47,6 +68,7 @@ results as (
 coverage as (
     select toMonday(day) as week, toFloat64(uniqExact(day)) as days
     from {{ ref('fct_calls') }}
+    where {{ in_read_weeks }}
     group by week
 ),
 
@@ -184,3 +206,4 @@ select
         if(is_volume_outpacing_outcomes, 'volume_outpaces_outcomes', '')
     ]) as reasons
 from flagged
+where {{ in_weeks }}

@@ -1,8 +1,8 @@
 {{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='day',
           order_by='(day, org_id, team, user_id, app, model, outcome_type)') }}
 -- Incremental by day (macros/incremental.sql): the days of the calls, sessions and outcomes this
--- build rebuilt are summed again from the fct_ marts (a session's old start is one of its calls'
--- days). Days, not partitions: day partitions would pass ClickHouse's 100 partitions per insert.
+-- build rebuilt (rebuilt_days) are summed again from the fct_ marts. Days, not partitions: day
+-- partitions would pass ClickHouse's 100 partitions per insert.
 -- depends_on: {{ ref('int_rebuild_scope') }}
 
 -- Value against volume per day, org, team, user, app, model and outcome type. Calls count on
@@ -10,18 +10,7 @@
 -- outcomes on their own day, under the model of the session they are attributed to. The
 -- additive columns sum to any coarser grain; recompute the ratios from them when rolling up.
 {% set money = 'Decimal(38, 21)' %}
-{% set in_days -%}
-    {%- if is_incremental() -%}
-    day in (
-        select day from {{ ref('fct_calls') }} where {{ in_rebuild_scope('session_key') }}
-        union distinct
-        select day from {{ ref('fct_sessions') }} where {{ in_rebuild_scope('session_key') }}
-        union distinct
-        select day from {{ ref('fct_outcomes') }} where {{ in_rebuild_scope('outcome_id', 'outcome_id') }})
-    {%- else -%}
-    true
-    {%- endif -%}
-{%- endset %}
+{% set in_days = in_days('day', rebuilt_days()) %}
 
 with calls as (
     select
