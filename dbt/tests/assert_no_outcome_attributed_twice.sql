@@ -1,3 +1,4 @@
+{{ config(tags=['full_history']) }}
 -- Every outcome appears exactly once in the attribution, and the sessions' outcome counts add up
 -- to the attributed outcomes: no outcome is counted for two sessions. Returns offending rows.
 with stored as (

@@ -1,3 +1,4 @@
+{{ config(tags=['full_history']) }}
 -- What fct_calls (and so every mart) counts is what the pipeline recorded plus exactly the
 -- differences the repricing audit lists: no call is repriced without an audit row, none twice.
 with totals as (

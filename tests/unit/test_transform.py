@@ -76,7 +76,8 @@ def test_keys_are_tested():
     """Each model tests its key: a unique column, or a unique combination at model level."""
     for sql in MODELS:
         model = _model_yaml(sql)
-        column_tests = [t for c in model["columns"] for t in c.get("data_tests", []) if t == "unique"]
+        column_tests = [t for c in model["columns"] for t in c.get("data_tests", [])
+                        if t == "unique" or (isinstance(t, dict) and "unique" in t)]
         model_tests = [t for t in model.get("data_tests", []) if isinstance(t, dict) and "unique_combination" in t]
         assert column_tests or model_tests, f"{sql.stem}: no test on its key"
 
