@@ -10,7 +10,7 @@
 -- outcomes on their own day, under the model of the session they are attributed to. The
 -- additive columns sum to any coarser grain; recompute the ratios from them when rolling up.
 {% set money = 'Decimal(38, 21)' %}
-{% set in_days = in_days('day', rebuilt_days()) %}
+{% set in_rebuilt_days = in_days('day', rebuilt_days()) %}
 
 with calls as (
     select
@@ -43,7 +43,7 @@ with calls as (
         toUInt64(0) as successful_outcomes,
         CAST(NULL AS Nullable(Decimal(38, 9))) as outcome_value_usd
     from {{ ref('fct_calls') }}
-    where {{ in_days }}
+    where {{ in_rebuilt_days }}
     group by day, org_id, team, user_id, app, model, outcome_type
 ),
 
@@ -58,7 +58,7 @@ sessions as (
         countIf(is_idle) as idle_sessions,
         0, 0, CAST(NULL AS Nullable(Decimal(38, 9)))
     from {{ ref('fct_sessions') }}
-    where {{ in_days }}
+    where {{ in_rebuilt_days }}
     group by day, org_id, team, user_id, app, model, outcome_type
 ),
 
@@ -74,7 +74,7 @@ outcomes as (
         countIf(is_success) as successful_outcomes,
         CAST(sumIf(value_usd, is_success) AS Nullable(Decimal(38, 9))) as outcome_value_usd
     from {{ ref('fct_outcomes') }}
-    where {{ in_days }}
+    where {{ in_rebuilt_days }}
     group by day, org_id, team, user_id, app, model, outcome_type
 ),
 
