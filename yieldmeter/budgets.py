@@ -23,8 +23,6 @@ Regenerate the JSON Schemas after changing a model: ``python -m yieldmeter.budge
 from __future__ import annotations
 
 import sys
-import time
-import uuid
 import zoneinfo
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -302,48 +300,16 @@ def load_budget_file(path: Path) -> list[Budget]:
 # --- the topics ------------------------------------------------------------------------------
 
 
-def _unreachable(settings: Any, error: Exception) -> BudgetError:
-    return BudgetError(
-        f"cannot reach Kafka at {settings.bootstrap_servers} ({error}); start the local broker with "
-        "`yieldmeter up` or point YIELDMETER_KAFKA_BOOTSTRAP at a running one"
-    )
-
-
-def ensure_topic(settings: Any, key: str) -> str:
-    """Create usage.budgets or usage.controls as infra/topics.yaml says (compacted) if missing."""
-    from yieldmeter.topics import admin_client, create_topics, topic_layout
-
-    topic = settings.topics[key]
-    try:
-        create_topics(admin_client(settings), {topic: topic_layout()[key]}, timeout_s=15)
-    except Exception as error:  # KafkaException: broker down, auth ...
-        raise _unreachable(settings, error) from None
-    return topic
-
-
 def _send(settings: Any, messages: list[tuple[str, str, bytes | None]], timeout_s: float = 30) -> None:
-    """(topic key, Kafka key, value) messages; idempotent producer, acks=all; every message
-    delivered or an error (run the command again: same keys, same result)."""
-    from confluent_kafka import KafkaException, Producer
+    """(topic key, Kafka key, value) messages, every one delivered or an error (run the command
+    again: same keys, same result)."""
+    from yieldmeter.topics import ensure_topic, produce_all
 
     topics = {key: ensure_topic(settings, key) for key in {key for key, _, _ in messages}}
-    producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "enable.idempotence": True,
-                         "acks": "all", "log_level": 0})
-    failed: list[str] = []
-
-    def delivered(error: Any, message: Any) -> None:
-        if error is not None:
-            failed.append(f"{message.key().decode()}: {error}")
-
-    try:
-        for topic_key, key, value in messages:
-            producer.produce(topics[topic_key], value, key=key.encode(), on_delivery=delivered)
-        pending = producer.flush(timeout_s)
-    except KafkaException as error:
-        raise _unreachable(settings, error) from None
-    if pending or failed:
-        detail = failed[0] if failed else f"{pending} message(s) still queued after {timeout_s:.0f}s"
-        raise BudgetError(f"writing to {', '.join(topics.values())} failed ({detail}); run the command again")
+    _, problem = produce_all(settings, [(topics[topic_key], key, value, None) for topic_key, key, value in messages],
+                             timeout_s)
+    if problem:
+        raise BudgetError(f"writing to {', '.join(topics.values())} failed ({problem}); run the command again")
 
 
 def publish(budgets: list[Budget], settings: Any) -> None:
@@ -363,46 +329,15 @@ def delete(budget_ids: list[str], settings: Any) -> None:
 def read_compacted(settings: Any, key: str, timeout_s: float = 30) -> dict[str, bytes]:
     """The latest value per Kafka key of usage.budgets or usage.controls (read_committed, from the
     beginning to the end offsets at the start); deleted keys are left out."""
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+    from yieldmeter.topics import read_to_end
 
-    topic = settings.topics[key]
-    consumer = Consumer({
-        "bootstrap.servers": settings.bootstrap_servers,
-        "group.id": f"yieldmeter-{key}-reader-{uuid.uuid4().hex[:8]}",  # assign() only: never joins the group
-        "enable.auto.commit": False, "isolation.level": "read_committed", "enable.partition.eof": True,
-        "log_level": 0,
-    })  # fmt: skip
     latest: dict[str, bytes] = {}
-    try:
-        try:
-            info = consumer.list_topics(topic, timeout=10).topics.get(topic)
-        except KafkaException as error:
-            raise _unreachable(settings, error) from None
-        if info is None or info.error is not None or not info.partitions:
-            return {}
-        remaining = set(info.partitions)
-        for partition in list(remaining):  # an empty partition sends no EOF before its first record
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
-            if high <= low:
-                remaining.discard(partition)
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in remaining])
-        deadline = time.monotonic() + timeout_s
-        while remaining:
-            if time.monotonic() > deadline:
-                raise BudgetError(f"reading {topic} took longer than {timeout_s:.0f}s; is the broker healthy?")
-            for message in consumer.consume(1000, 0.5):
-                if message.error() is not None:
-                    if message.error().code() == KafkaError._PARTITION_EOF:
-                        remaining.discard(message.partition())
-                        continue
-                    raise BudgetError(f"reading {topic}: {message.error()}")
-                record_key = (message.key() or b"").decode("utf-8", "replace")
-                if message.value() is None:
-                    latest.pop(record_key, None)
-                else:
-                    latest[record_key] = message.value()
-    finally:
-        consumer.close()
+    for message in read_to_end(settings, settings.topics[key], timeout_s) or []:
+        record_key = (message.key() or b"").decode("utf-8", "replace")
+        if message.value() is None:
+            latest.pop(record_key, None)
+        else:
+            latest[record_key] = message.value()
     return latest
 
 
