@@ -21,6 +21,23 @@
     {{- _in_scope(column, kind, ref('int_changed_keys')) -}}
 {%- endmacro %}
 
+{# "this calls row is one of the changed keys' calls" (true on a full build), as a condition on
+   the calls table's sorting key (infra/clickhouse/migrations/0004): a FINAL read of calls can only
+   skip granules by its sorting key (the rows it collapses share one), so a filter on session_key
+   alone makes it read and collapse every call first. Every version of a call has the call's
+   sorting key, so this keeps all versions of the changed keys' calls, and the filter on
+   session_key that goes with it then keeps the calls whose latest version is in a changed key. #}
+{% macro changed_calls() -%}
+    {%- if is_incremental() and incremental_ledger() is not none -%}
+        (org_id, team, app, toStartOfHour(occurred_at), event_id) in (
+            select org_id, team, app, toStartOfHour(occurred_at), event_id
+            from {{ source('warehouse', 'calls') }}
+            where {{ in_changed_keys('session_key') }})
+    {%- else -%}
+        true
+    {%- endif -%}
+{%- endmacro %}
+
 {% macro _in_scope(column, kind, scope) -%}
     {%- if is_incremental() and incremental_ledger() is not none -%}
         {{ column }} in (select key from {{ scope }} where kind = '{{ kind }}')

@@ -8,11 +8,12 @@
 -- (pricing every call twice, once per kind, cost more than the ASOF join a correction skips).
 -- depends_on: {{ ref('int_changed_keys') }}
 -- Incremental by session key: every input of a call (its price, its key's fragments) is filtered
--- by it (ClickHouse pushes the filter into int_calls_priced's view).
+-- by it (ClickHouse pushes the filters into int_calls_priced's view; changed_calls lets the FINAL
+-- under it read only the granules of those calls).
 with calls as (
     select *, lower(hex(MD5(concat('late|', event_id)))) as correction_uid
     from {{ ref('int_calls_priced') }}
-    where {{ in_changed_keys('session_key') }}
+    where {{ in_changed_keys('session_key') }} and {{ changed_calls() }}
 ),
 
 corrections as (
