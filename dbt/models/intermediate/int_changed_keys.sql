@@ -66,37 +66,26 @@ changed_traces as (
     where trace_id != '' and session_key in (select session_key from changed_keys)
 ),
 
-affected_outcomes as (
-    select outcome_id, org_id, user_id, app, session_id, trace_id, occurred_at
-    from {{ outcomes }}
-    where _ingested_at >= {{ since }}
-        or (session_id != '' and (org_id, session_id) in (
-            select org_id, session_id from changed_fragments where session_id != ''))
-        or (trace_id != '' and (org_id, trace_id) in (select org_id, trace_id from changed_traces))
-        or (org_id, user_id, app) in (select org_id, user_id, app from changed_fragments)
-),
-
--- by user and time: only outcomes at or after the first of the changed sessions can move
-user_time_outcomes as (
-    select o.outcome_id as outcome_id
-    from affected_outcomes as o
+-- each link read on its own: one filter that ORs them reads every outcome through all of them
+outcome_ids as (
+    select outcome_id from {{ outcomes }} where _ingested_at >= {{ since }}
+    union distinct
+    select outcome_id from {{ outcomes }}
+    where session_id != '' and (org_id, session_id) in (
+        select org_id, session_id from changed_fragments where session_id != '')
+    union distinct
+    select outcome_id from {{ outcomes }}
+    where trace_id != '' and (org_id, trace_id) in (select org_id, trace_id from changed_traces)
+    union distinct
+    -- by user and time: only outcomes at or after the first of the changed sessions can move
+    select o.outcome_id
+    from {{ outcomes }} as o
     inner join (
         select org_id, user_id, app, min(started_at) as first_started_at
         from changed_fragments
         group by org_id, user_id, app
     ) as k on o.org_id = k.org_id and o.user_id = k.user_id and o.app = k.app
     where o.occurred_at >= k.first_started_at
-),
-
-outcome_ids as (
-    select outcome_id from {{ outcomes }} where _ingested_at >= {{ since }}
-    union distinct
-    select outcome_id from affected_outcomes
-    where (session_id != '' and (org_id, session_id) in (
-            select org_id, session_id from changed_fragments where session_id != ''))
-        or (trace_id != '' and (org_id, trace_id) in (select org_id, trace_id from changed_traces))
-    union distinct
-    select outcome_id from user_time_outcomes
 )
 
 select 'session_key' as kind, session_key as key from changed_keys

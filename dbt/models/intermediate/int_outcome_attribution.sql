@@ -20,7 +20,17 @@ sessions as (
     from {{ ref('int_sessions_merged') }}
     {% if is_incremental() %}
     where (org_id, user_id, app) in (select org_id, user_id, app from outcomes)
-        or (session_id != '' and (org_id, session_id) in (select org_id, session_id from outcomes))
+    {% endif %}
+),
+
+-- the sessions a session id can find (a filter of their own: an OR with the one above would read
+-- every session through both)
+id_sessions as (
+    select session_uid, org_id, session_id, started_at, true as is_match
+    from {{ ref('int_sessions_merged') }}
+    where session_id != ''
+    {% if is_incremental() %}
+        and (org_id, session_id) in (select org_id, session_id from outcomes where session_id != '')
     {% endif %}
 ),
 
@@ -36,7 +46,7 @@ trace_calls as (
 by_session_id as (
     select o.outcome_id as outcome_id, s.session_uid as session_uid, s.is_match as is_match
     from (select * from outcomes where session_id != '') as o
-    asof left join (select * from sessions where session_id != '') as s
+    asof left join id_sessions as s
         on o.org_id = s.org_id and o.session_id = s.session_id and o.occurred_at >= s.started_at
 ),
 
