@@ -17,10 +17,20 @@ budgets as (
     where kind = 'spend' and period = 'month' and user_id = '' and app = '' and api_key = ''
 ),
 
+-- spend per org, team and day: value_metrics_daily's sums (one definition of each), so a build
+-- reads days, not calls
+daily as (
+    select org_id, team, day, sum(cost_usd) as cost_usd, sum(calls) as calls,
+        sum(unpriced_calls) as unpriced_calls
+    from {{ ref('value_metrics_daily') }}
+    group by org_id, team, day
+    having sum(calls) > 0
+),
+
 months as (
     -- a budget applies to every month of its org's spend up to as_of's month
     select distinct org_id, toStartOfMonth(day) as month
-    from {{ ref('fct_calls') }}
+    from daily
     where month <= toStartOfMonth((select as_of_at from as_of))
 ),
 
@@ -30,11 +40,20 @@ chosen as (
     inner join months as m on b.org_id = m.org_id
 ),
 
+-- the calls up to as_of: the days before its own whole, its own day's calls up to it
 spend as (
-    select org_id, team, toStartOfMonth(day) as month, sum(cost_usd) as cost_usd, count() as calls,
-        countIf(not is_priced) as unpriced_calls
-    from {{ ref('fct_calls') }}
-    where occurred_at <= (select as_of_at from as_of)
+    select org_id, team, toStartOfMonth(day) as month, sum(cost_usd) as cost_usd, sum(calls) as calls,
+        sum(unpriced_calls) as unpriced_calls
+    from (
+        select org_id, team, day, cost_usd, calls, unpriced_calls
+        from daily
+        where day < toDate((select as_of_at from as_of))
+        union all
+        select CAST(org_id AS String), team, day, cost_usd, toUInt64(1), toUInt64(not is_priced)
+        from {{ ref('fct_calls') }}
+        where occurred_at >= toStartOfDay((select as_of_at from as_of))
+            and occurred_at <= (select as_of_at from as_of)
+    )
     group by org_id, team, month
 ),
 

@@ -3,7 +3,7 @@
 -- Incremental by week (macros/incremental.sql): a week's peers are that week's entities, and its
 -- growth compares it with the week before, so the weeks of the days this build rebuilt
 -- (rebuilt_days) and the weeks after them are computed again, from those weeks and the ones before.
--- depends_on: {{ ref('int_rebuild_scope') }} {{ ref('fct_sessions') }}
+-- depends_on: {{ ref('int_rebuild_scope') }}
 
 -- Tokenmaxxing: token volume high or rising against peers while outcome yield is low.
 -- Entities: users (per app), teams (per app), and each org's app. Peers: the entities of the
@@ -38,28 +38,26 @@
     {% endfor %}
 {% endif %}
 {% set in_weeks = in_days('week', weeks | unique | list if weeks is not none else none) %}
-{% set in_read_weeks = in_days('week', read_weeks | unique | list if read_weeks is not none else none) %}
+{% set in_read_weeks = in_days('toMonday(day)', read_weeks | unique | list if read_weeks is not none else none) %}
 
+-- Summed from value_metrics_daily (its one definition of each count: sessions on the day they
+-- started), so a week costs its days' rows there, not its calls.
 with usage as (
     select
-        toMonday(day) as week, org_id, team, user_id, app, outcome_type,
+        -- LowCardinality, as in the fct_ marts
+        toMonday(day) as week, toLowCardinality(org_id) as org_id, team, user_id, toLowCardinality(app) as app,
+        outcome_type,
         sum(total_tokens) as total_tokens,
         CAST(sum(cost_usd) AS Decimal(38, 21)) as cost_usd,
-        count() as calls,
-        uniqExact(session_uid) as sessions
-    from {{ ref('fct_calls') }}
+        sum(calls) as calls,
+        sum(sessions) as sessions,
+        sum(outcomes) as outcomes,
+        sum(successful_outcomes) as successful_outcomes
+    from {{ ref('value_metrics_daily') }}
     where {{ in_read_weeks }}
     group by week, org_id, team, user_id, app, outcome_type
-),
-
-results as (
-    select
-        toMonday(day) as week, org_id, team, user_id, app, outcome_type,
-        count() as outcomes,
-        countIf(is_success) as successful_outcomes
-    from {{ ref('fct_outcomes') }}
-    where {{ in_read_weeks }}
-    group by week, org_id, team, user_id, app, outcome_type
+    -- the entities with calls that week
+    having sum(calls) > 0
 ),
 
 -- Days with any call in each week. Growth compares a week only with a week before it that has
@@ -67,22 +65,15 @@ results as (
 -- partial, and neither their sums nor their daily rates compare (a Sunday is not a Tuesday).
 coverage as (
     select toMonday(day) as week, toFloat64(uniqExact(day)) as days
-    from {{ ref('fct_calls') }}
-    where {{ in_read_weeks }}
+    from {{ ref('value_metrics_daily') }}
+    where calls > 0 and {{ in_read_weeks }}
     group by week
 ),
 
 users as (
-    select
-        u.week as week, u.org_id as org_id, u.team as team, u.user_id as user_id, u.app as app,
-        u.outcome_type as outcome_type, u.total_tokens as total_tokens, u.cost_usd as cost_usd,
-        u.calls as calls, u.sessions as sessions, r.outcomes as outcomes,
-        r.successful_outcomes as successful_outcomes, c.days as days
+    select u.*, c.days as days
     from usage as u
     inner join coverage as c on u.week = c.week
-    left join results as r
-        on u.week = r.week and u.org_id = r.org_id and u.team = r.team and u.user_id = r.user_id
-        and u.app = r.app and u.outcome_type = r.outcome_type
 ),
 
 entities as (
