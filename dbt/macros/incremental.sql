@@ -57,26 +57,51 @@
 {%- endmacro %}
 
 {# The days this build rebuilds (with weeks=true, the Mondays of their weeks), as 'YYYY-MM-DD'
-   strings, or none on a full build: the days of the calls, sessions and outcomes int_rebuild_scope
-   lists, read from the fct_ marts after they were rebuilt (calls never change day, and a
-   session's old start is one of its calls' days). Asked once and written into the SQL as
-   constants (in_days): a subquery would run again in every part of a model that reads it. #}
+   strings, or none on a full build: int_rebuild_scope's 'day' rows (scope_days). Asked once per
+   model and written into the SQL as constants (in_days): a subquery would run again in every
+   part of a model that reads it. #}
 {% macro rebuilt_days(weeks=false) -%}
     {%- if not (execute and is_incremental() and incremental_ledger() is not none) -%}
         {{ return(none) }}
     {%- endif -%}
     {%- set days -%}
-        select distinct {{ 'toMonday(day)' if weeks else 'day' }} as day from (
-            select day from {{ ref('fct_calls') }} where {{ in_rebuild_scope('session_key') }}
-            union distinct
-            select day from {{ ref('fct_sessions') }} where {{ in_rebuild_scope('session_key') }}
-            union distinct
-            select day from {{ ref('fct_outcomes') }} where {{ in_rebuild_scope('outcome_id', 'outcome_id') }})
-        order by day
+        select distinct {{ 'toString(toMonday(toDate(key)))' if weeks else 'key' }} as day
+        from {{ ref('int_rebuild_scope') }} where kind = 'day' order by day
     {%- endset -%}
     {%- set found = [] -%}
     {%- for row in run_query(days).rows -%}{%- do found.append(row[0] | string) -%}{%- endfor -%}
     {{ return(found) }}
+{%- endmacro %}
+
+{# int_rebuild_scope's post-hook: adds a 'day' row for each day that holds a row of its keys, in the
+   fct_ marts as the last build left them or as this one rebuilds them: the days of the marts by
+   day (and week) that change. Read once here, rather than by each of those marts. The previous
+   marts are read by name (this runs before they are rebuilt); the rebuilt rows are the
+   intermediate models' (calls keep their day; an outcome or a session may move to another). #}
+{% macro scope_days() -%}
+    {%- set ledger = incremental_ledger() -%}
+    {%- if not execute or ledger is none or flags.FULL_REFRESH -%}
+        select 1 where false
+    {%- else -%}
+    {%- set previous = {} -%}
+    {%- for name in ['fct_sessions', 'fct_outcomes'] -%}
+        {%- do previous.update({name: adapter.get_relation(database=this.database, schema=this.schema, identifier=name)}) -%}
+    {%- endfor -%}
+    {%- set keys -%}(select key from {{ this }} where kind = 'session_key'){%- endset -%}
+    {%- set outcome_ids -%}(select key from {{ this }} where kind = 'outcome_id'){%- endset -%}
+    insert into {{ this }} (kind, key)
+    select 'day', toString(day) from (
+        select toDate(occurred_at) as day from {{ ref('int_calls_sessionized') }} where session_key in {{ keys }}
+        union distinct
+        select toDate(started_at) from {{ ref('int_sessions_merged') }} where session_key in {{ keys }}
+        union distinct
+        select toDate(occurred_at) from {{ ref('stg_outcomes') }} where outcome_id in {{ outcome_ids }}
+        {%- for name, relation in previous.items() if relation is not none %}
+        union distinct
+        select day from {{ relation }} where {{ 'session_key in ' ~ keys if name == 'fct_sessions' else 'outcome_id in ' ~ outcome_ids }}
+        {%- endfor %}
+    )
+    {%- endif -%}
 {%- endmacro %}
 
 {# "column is one of these days" (true when days is none: a full build). #}

@@ -1,8 +1,8 @@
 """Incremental builds equal full builds (dbt/README.md, "Incremental builds"), on the real ClickHouse
 engine and real dbt runs: a first build, then incremental builds after late calls (one extends a
 session, one bridges two sessions, one starts its own), late outcomes, re-delivered calls,
-outcomes and sessions, an outcome delivered again with another verdict, an outcome taken by a
-later session of another key, a price published for calls stored unpriced, a back-dated discount,
+outcomes and sessions, an outcome delivered again with another verdict or on another day, an
+outcome taken by a later session of another key, a price published for calls stored unpriced, a back-dated discount,
 an app whose outcome type changes and a build that does not finish; then `--full-refresh` over the
 same data. Every row of every incremental model must be the same.
 
@@ -188,6 +188,14 @@ def test_incremental_builds_equal_a_full_build(tmp_path):
         scoped, keys = client.query("SELECT (SELECT countIf(kind = 'session_key') FROM int_rebuild_scope), "
                                     "(SELECT uniqExact(session_key) FROM fct_calls)").result_rows[0]
     assert scoped == keys
+
+    # an outcome no session holds comes again a day earlier: the day it left is rebuilt too
+    with open_warehouse(settings.warehouse_url) as client:
+        w.client = client
+        w.outcome("o-meeting-0", DAY0 + timedelta(days=1, hours=12), "globex", "nobody", "sales-assistant",
+                  kind="meeting_booked")
+    build(settings)
+
     incremental = snapshot(settings)
 
     build(settings, "--full-refresh")

@@ -1,4 +1,5 @@
-{{ config(materialized='table', order_by='(kind, key)') }}
+{{ config(materialized='table', order_by='(kind, key)', post_hook='{{ scope_days() }}') }}
+-- depends_on: {{ ref('int_calls_sessionized') }} (scope_days reads it)
 
 -- What the incremental marts rebuild in this build (macros/incremental.sql), one row per key;
 -- built after the intermediate models rebuilt the changed keys and the attribution:
@@ -8,7 +9,9 @@
 --     fct_outcomes), and the keys of the idle sessions and session-less calls of an app whose
 --     outcome type (int_app_outcome_types) changed;
 --   outcome_id: the outcomes int_changed_keys lists (their session, or its model, cost or tokens,
---     may change).
+--     may change);
+--   day: the days that hold a row of those keys, before or after this build (macros/incremental.sql,
+--     scope_days, a post-hook): what the marts by day and week rebuild.
 -- The previous build's fct_outcomes, fct_sessions and fct_calls are read by name (they are
 -- rebuilt after this). They are what the last finished build left only if no build got past
 -- this model since without finishing (one whose tests failed, or a --select build): each build

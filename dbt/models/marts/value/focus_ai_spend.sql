@@ -2,7 +2,7 @@
           order_by='(ChargePeriodStart, SubAccountId, ProviderName, SkuId)') }}
 -- Incremental by day (macros/incremental.sql): the charge hours of the days this build rebuilt
 -- (rebuilt_days) are summed again from fct_calls.
--- depends_on: {{ ref('int_rebuild_scope') }} {{ ref('fct_sessions') }} {{ ref('fct_outcomes') }}
+-- depends_on: {{ ref('int_rebuild_scope') }}
 
 -- AI spend in the shape of the FinOps Open Cost and Usage Specification (FOCUS 1.2): one row per
 -- charge hour, org, team, app, provider, model, service tier, price and token type. Costs per
