@@ -216,3 +216,28 @@ def test_incremental_builds_equal_a_full_build(tmp_path):
             """).result_rows[0]
     assert merged >= 3 and late == 3 and repriced == ["repriced"] and meetings > 0
     assert moved == "acme-u0-support-bot-d2s2" and failed == 0
+
+
+def test_an_incremental_model_whose_columns_changed_is_not_patched(tmp_path):
+    """A table whose columns no longer match its model (here a column the model does not give) fails
+    the incremental build with the fix to run (macros/delete_insert.sql), and --full-refresh rebuilds it."""
+    settings = make_settings(tmp_path / "state")
+    with open_warehouse(settings.warehouse_url) as client:
+        migrate(client)
+        w = Warehouse(client)
+        publish(client, w.prices, SEEDED_AT)
+        w.day(0)
+    build(settings)
+    with open_warehouse(settings.warehouse_url) as client:
+        client.command("ALTER TABLE int_calls_sessionized ADD COLUMN stale UInt8")
+        w.client = client
+        w.day(1)
+    run = run_dbt(settings, ["run", *SELECT, *VARS])
+    assert not run.success
+    assert any("int_calls_sessionized changed" in f and "stale UInt8" in f and "--full-refresh" in f
+               for f in run.failures()), run.failures()
+    build(settings, "--full-refresh")
+    with open_warehouse(settings.warehouse_url) as client:
+        columns = [r[0] for r in client.query("DESCRIBE TABLE int_calls_sessionized").result_rows]
+        days = client.query("SELECT uniqExact(day) FROM fct_calls").result_rows[0][0]
+    assert "stale" not in columns and days == 2
