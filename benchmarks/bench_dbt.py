@@ -163,7 +163,8 @@ def bench(calls: int, new: int) -> None:
         print(f"  filled in {time.monotonic() - started:.0f}s")
         transform(work, f"full build at {calls:,} calls (yieldmeter transform, first run)")
         with open_warehouse(url) as client:
-            fill(client, new, first=calls, days=(DAYS - 2, DAYS))
+            # from the next whole session on: the last one of the history must not gain calls days later
+            fill(client, new, first=-(-calls // CALLS_PER_SESSION) * CALLS_PER_SESSION, days=(DAYS - 2, DAYS))
         # each refresh below sees the same new calls: they were stored less than the look-back margin ago
         transform(work, f"incremental refresh after {new:,} new calls, the models alone (dbt run)", "run")
         incremental = transform(work, "incremental refresh as `yieldmeter run` schedules it (SCHEDULED_BUILD)",
