@@ -121,15 +121,21 @@ def snapshot(settings) -> dict[str, list[tuple]]:
                 for m in INCREMENTAL[2:]}
 
 
-def test_incremental_builds_equal_a_full_build(tmp_path):
+def first_build(tmp_path, days: int) -> tuple:
+    """A migrated warehouse with the catalog and `days` days of traffic, built once."""
     settings = make_settings(tmp_path / "state")
     with open_warehouse(settings.warehouse_url) as client:
         migrate(client)
         w = Warehouse(client)
         publish(client, w.prices, SEEDED_AT)
-        w.day(0)
-        w.day(1)
+        for day in range(days):
+            w.day(day)
     build(settings)
+    return settings, w
+
+
+def test_incremental_builds_equal_a_full_build(tmp_path):
+    settings, w = first_build(tmp_path, days=2)
 
     with open_warehouse(settings.warehouse_url) as client:
         w.client = client
@@ -221,13 +227,7 @@ def test_incremental_builds_equal_a_full_build(tmp_path):
 def test_an_incremental_model_whose_columns_changed_is_not_patched(tmp_path):
     """A table whose columns no longer match its model (here a column the model does not give) fails
     the incremental build with the fix to run (macros/delete_insert.sql), and --full-refresh rebuilds it."""
-    settings = make_settings(tmp_path / "state")
-    with open_warehouse(settings.warehouse_url) as client:
-        migrate(client)
-        w = Warehouse(client)
-        publish(client, w.prices, SEEDED_AT)
-        w.day(0)
-    build(settings)
+    settings, w = first_build(tmp_path, days=1)
     with open_warehouse(settings.warehouse_url) as client:
         client.command("ALTER TABLE int_calls_sessionized ADD COLUMN stale UInt8")
         w.client = client
