@@ -1,10 +1,11 @@
 """Incremental builds equal full builds (dbt/README.md, "Incremental builds"), on the real ClickHouse
 engine and real dbt runs: a first build, then incremental builds after late calls (one extends a
 session, one bridges two sessions, one starts its own), late outcomes, re-delivered calls,
-outcomes and sessions, an outcome delivered again with another verdict or on another day, an
-outcome taken by a later session of another key, a price published for calls stored unpriced, a back-dated discount,
-an app whose outcome type changes and a build that does not finish; then `--full-refresh` over the
-same data. Every row of every incremental model must be the same.
+outcomes and sessions, an outcome delivered again with another verdict or on another day, a call
+delivered again under another session id, an outcome taken by a later session of another key, a
+price published for calls stored unpriced, a back-dated discount, an app whose outcome type
+changes and a build that does not finish; then `--full-refresh` over the same data. Every row of
+every incremental model must be the same.
 
 Rows are inserted as the ingest stores them (test_repricing's helpers); `_ingested_at` is the
 insert time, which is what the incremental builds read. The look-back margin is 0 here, so each
@@ -195,11 +196,14 @@ def test_incremental_builds_equal_a_full_build(tmp_path):
                                     "(SELECT uniqExact(session_key) FROM fct_calls)").result_rows[0]
     assert scoped == keys
 
-    # an outcome no session holds comes again a day earlier: the day it left is rebuilt too
+    # an outcome no session holds comes again a day earlier: the day it left is rebuilt too; and a
+    # call comes again under another session id: its old key loses it
     with open_warehouse(settings.warehouse_url) as client:
         w.client = client
         w.outcome("o-meeting-0", DAY0 + timedelta(days=1, hours=12), "globex", "nobody", "sales-assistant",
                   kind="meeting_booked")
+        moved = next(r for r in w.rows.values() if r["session_id"])
+        store_calls(client, [moved | {"session_id": "moved", "session_key": f"{moved['org_id']}/moved"}])
     build(settings)
 
     incremental = snapshot(settings)

@@ -7,7 +7,7 @@
 -- (an insert under way while it read; the clock of a server): a key rebuilt twice costs a little,
 -- a key missed would be wrong. The sources are read without FINAL: a key is all that is needed.
 --   session_key: a new call or session fragment (a late call may extend or join sessions of its
---     key; a re-delivered call is rebuilt once), or a call that a price or discount published
+--     key; a re-delivered call is rebuilt once, in its old key too), or a call that a price or discount published
 --     since may reprice (its provider and model, or its org, from its effective_from on).
 --   outcome_id: a new outcome, or one a changed session key may now take or lose: the same org
 --     and session id or trace, or the same user and app, not before the key's first session.
@@ -39,6 +39,13 @@ new_discounts as (
 
 changed_keys as (
     select session_key from {{ calls }} where _ingested_at >= {{ since }}
+    union distinct
+    -- the keys of a new call's older versions (a call stored again under another session id
+    -- leaves its old key), found by the calls table's sorting key, which every version shares
+    select session_key from {{ calls }}
+    where (org_id, team, app, toStartOfHour(occurred_at), event_id) in (
+        select org_id, team, app, toStartOfHour(occurred_at), event_id from {{ calls }}
+        where _ingested_at >= {{ since }})
     union distinct
     select session_key from {{ sessions }} where _ingested_at >= {{ since }}
     union distinct
