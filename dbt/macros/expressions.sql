@@ -14,3 +14,12 @@
 {% macro median_exact(expression) -%}
     quantileExactInclusive(0.5)({{ expression }})
 {%- endmacro %}
+
+{# A time to ASOF JOIN on that breaks ties: an ASOF join picks any of the rows that tie on time, so
+   a build would depend on the order it read them in (and an incremental build could differ from a
+   full one). The time's millisecond, then the row's id hashed (cityHash64): of rows at the same
+   moment, the one whose id hashes highest wins. Without an id (the side looking up) the key sorts
+   after every row of its millisecond, so `>=` still means "at or before". #}
+{% macro asof_time(column, id=none) -%}
+    (bitShiftLeft(toUInt128(toUnixTimestamp64Milli({{ column }})), 64) + {{ 'cityHash64(' ~ id ~ ')' if id else '18446744073709551615' }})
+{%- endmacro %}
