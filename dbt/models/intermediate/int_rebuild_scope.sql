@@ -99,13 +99,12 @@ select 'session_key' as kind, session_key as key
 from (
     select key as session_key from {{ ref('int_changed_keys') }} where kind = 'session_key'
     union distinct
-    -- the sessions that now hold a moved outcome, as int_sessions_merged stands after this build
+    -- the sessions that now hold a moved outcome and those that held one, as int_sessions_merged
+    -- stands after this build (it changed only in changed keys: a session merged away is a
+    -- changed key's, any other kept its uid and key)
     select session_key from {{ ref('int_sessions_merged') }}
-    where session_uid in (select session_uid from moved_outcomes where session_uid != '')
-    union distinct
-    -- the sessions that held one (a session merged away since is a changed key's)
-    select session_key from {{ previous['fct_sessions'] }}
-    where session_uid in (select previous_session_uid from moved_outcomes where previous_session_uid != '')
+    where session_uid in (
+        select arrayJoin([session_uid, previous_session_uid]) as uid from moved_outcomes where uid != '')
     union distinct
     select distinct session_key
     from {{ source('warehouse', 'calls') }}
