@@ -56,6 +56,48 @@
     {%- endif -%}
 {%- endmacro %}
 
+{# int_changed_keys' post-hook: adds an 'outcome_id' row for each outcome that changed or that a
+   changed session key may now take or lose (see the model): new ones (ingested since the last
+   finished build), and those sharing a link with a changed key's fragments or calls: the same
+   org and session id, the same org and trace, or the same user and app at or after the first of
+   those fragments. Each link is read on its own: one filter that ORs them reads every outcome
+   through all of them. The sources are read without FINAL: a key is all that is needed. #}
+{% macro changed_outcomes() -%}
+    {%- set ledger = incremental_ledger() -%}
+    {%- if not execute or ledger is none or flags.FULL_REFRESH -%}
+        select 1 where false
+    {%- else -%}
+    {%- set since -%}(select max(built_at) - interval {{ var('incremental_lookback_minutes') | int }} minute from {{ ledger }}){%- endset -%}
+    {%- set outcomes = source('warehouse', 'outcomes') -%}
+    {%- set fragments -%}
+        (select org_id, user_id, app, session_id, started_at from {{ source('warehouse', 'sessions') }}
+         where session_key in (select key from {{ this }} where kind = 'session_key'))
+    {%- endset -%}
+    insert into {{ this }} (kind, key)
+    select 'outcome_id', outcome_id from (
+        select outcome_id from {{ outcomes }} where _ingested_at >= {{ since }}
+        union distinct
+        select outcome_id from {{ outcomes }}
+        where session_id != '' and (org_id, session_id) in (
+            select org_id, session_id from {{ fragments }} where session_id != '')
+        union distinct
+        select outcome_id from {{ outcomes }}
+        where trace_id != '' and (org_id, trace_id) in (
+            select org_id, trace_id from {{ source('warehouse', 'calls') }}
+            where trace_id != '' and session_key in (select key from {{ this }} where kind = 'session_key'))
+        union distinct
+        select o.outcome_id
+        from {{ outcomes }} as o
+        inner join (
+            select org_id, user_id, app, min(started_at) as first_started_at
+            from {{ fragments }}
+            group by org_id, user_id, app
+        ) as k on o.org_id = k.org_id and o.user_id = k.user_id and o.app = k.app
+        where o.occurred_at >= k.first_started_at
+    )
+    {%- endif -%}
+{%- endmacro %}
+
 {# The days this build rebuilds (with weeks=true, the Mondays of their weeks), as 'YYYY-MM-DD'
    strings, or none on a full build: int_rebuild_scope's 'day' rows (scope_days). Asked once per
    model and written into the SQL as constants (in_days): a subquery would run again in every

@@ -1,4 +1,5 @@
-{{ config(materialized='table', order_by='(kind, key)') }}
+{{ config(materialized='table', order_by='(kind, key)', post_hook='{{ changed_outcomes() }}') }}
+-- depends_on: {{ source('warehouse', 'outcomes') }} (changed_outcomes reads it)
 
 -- What changed since the last finished build (int_incremental_builds), one row per key: what the
 -- intermediate models by session key and the attribution rebuild (macros/incremental.sql);
@@ -11,12 +12,13 @@
 --     since may reprice (its provider and model, or its org, from its effective_from on).
 --   outcome_id: a new outcome, or one a changed session key may now take or lose: the same org
 --     and session id or trace, or the same user and app, not before the key's first session.
+--     Added by the post-hook (changed_outcomes, macros/incremental.sql) from the session keys
+--     stored here: a CTE would compute the session keys again for every link.
 -- Empty on a full build (nothing reads it then).
 {% set ledger = incremental_ledger() %}
 {% set lookback = var('incremental_lookback_minutes') | int %}
 {% set calls = source('warehouse', 'calls') %}
 {% set sessions = source('warehouse', 'sessions') %}
-{% set outcomes = source('warehouse', 'outcomes') %}
 
 {% if execute and (ledger is none or flags.FULL_REFRESH) %}
 select CAST('' AS String) as kind, CAST('' AS String) as key where false
@@ -59,43 +61,7 @@ changed_keys as (
     from {{ calls }} as c
     inner join new_discounts as d on c.org_id = d.org_id
     where (d.provider = '*' or d.provider = c.provider) and c.occurred_at >= d.effective_from
-),
-
-changed_fragments as (
-    select org_id, user_id, app, session_id, started_at
-    from {{ sessions }}
-    where session_key in (select session_key from changed_keys)
-),
-
-changed_traces as (
-    select distinct org_id, trace_id
-    from {{ calls }}
-    where trace_id != '' and session_key in (select session_key from changed_keys)
-),
-
--- each link read on its own: one filter that ORs them reads every outcome through all of them
-outcome_ids as (
-    select outcome_id from {{ outcomes }} where _ingested_at >= {{ since }}
-    union distinct
-    select outcome_id from {{ outcomes }}
-    where session_id != '' and (org_id, session_id) in (
-        select org_id, session_id from changed_fragments where session_id != '')
-    union distinct
-    select outcome_id from {{ outcomes }}
-    where trace_id != '' and (org_id, trace_id) in (select org_id, trace_id from changed_traces)
-    union distinct
-    -- by user and time: only outcomes at or after the first of the changed sessions can move
-    select o.outcome_id
-    from {{ outcomes }} as o
-    inner join (
-        select org_id, user_id, app, min(started_at) as first_started_at
-        from changed_fragments
-        group by org_id, user_id, app
-    ) as k on o.org_id = k.org_id and o.user_id = k.user_id and o.app = k.app
-    where o.occurred_at >= k.first_started_at
 )
 
 select 'session_key' as kind, session_key as key from changed_keys
-union all
-select 'outcome_id', outcome_id from outcome_ids
 {% endif %}
