@@ -5,8 +5,10 @@
   by the materialization before it. The materialization's check plans the model's SQL once more
   (SELECT * FROM (sql) LIMIT 0), and planning builds the sets of its IN subqueries (ClickHouse
   reads them for primary-key analysis): up to a third of a second a model on 10M calls, for a
-  list of columns that system.columns gives for free once the new rows are stored. The project
-  sets on_schema_change 'ignore' (dbt_project.yml) so the materialization skips its own.
+  list of columns that system.columns gives for free once the new rows are stored. The
+  intermediate models set on_schema_change 'ignore' (dbt_project.yml), so the materialization
+  skips its own check; the marts cannot (dbt requires 'fail' of an incremental model with an
+  enforced contract) and are checked twice, the second time for free.
   Not for distributed tables (the embedded warehouse and a single server have none).
 #}
 {% macro clickhouse__incremental_delete_insert(existing_relation, unique_key, incremental_predicates, is_distributed=False) %}

@@ -56,6 +56,12 @@
     {%- endif -%}
 {%- endmacro %}
 
+{# What was ingested since the last finished build started (the ledger's latest row), less var
+   incremental_lookback_minutes: an insert under way while that build read, the clock of a server. #}
+{% macro changed_since(ledger) -%}
+    (select max(built_at) - interval {{ var('incremental_lookback_minutes') | int }} minute from {{ ledger }})
+{%- endmacro %}
+
 {# int_changed_keys' post-hook: adds an 'outcome_id' row for each outcome that changed or that a
    changed session key may now take or lose (see the model): new ones (ingested since the last
    finished build), and those sharing a link with a changed key's fragments or calls: the same
@@ -67,7 +73,7 @@
     {%- if not execute or ledger is none or flags.FULL_REFRESH -%}
         select 1 where false
     {%- else -%}
-    {%- set since -%}(select max(built_at) - interval {{ var('incremental_lookback_minutes') | int }} minute from {{ ledger }}){%- endset -%}
+    {%- set since = changed_since(ledger) -%}
     {%- set outcomes = source('warehouse', 'outcomes') -%}
     {%- set fragments -%}
         (select org_id, user_id, app, session_id, started_at from {{ source('warehouse', 'sessions') }}

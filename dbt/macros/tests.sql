@@ -51,7 +51,7 @@ where not ({{ expression }}) {% if where %}and ({{ where }}){% endif %}
    of dbt-clickhouse 1.10.3's: that one LEFT JOINs the parent, so ClickHouse builds a hash table
    of every parent row (10M event ids for the few rows of repricing_audit: 1-2 s). Here NOT IN
    builds a set of the parent's values, and of only those the child holds when the child is the
-   much smaller table (a count each, from the tables' metadata). Nulls in the column pass, as in
+   much smaller table (a count of each first). Nulls in the column pass, as in
    dbt's. #}
 {% macro clickhouse__test_relationships(model, column_name, to, field) %}
 {%- set small_child = execute and run_query("select (select count() from " ~ model ~ ") * 10 < (select count() from " ~ to ~ ")").rows[0][0] -%}

@@ -16,14 +16,13 @@
 --     stored here: a CTE would compute the session keys again for every link.
 -- Empty on a full build (nothing reads it then).
 {% set ledger = incremental_ledger() %}
-{% set lookback = var('incremental_lookback_minutes') | int %}
 {% set calls = source('warehouse', 'calls') %}
 {% set sessions = source('warehouse', 'sessions') %}
 
 {% if execute and (ledger is none or flags.FULL_REFRESH) %}
 select CAST('' AS String) as kind, CAST('' AS String) as key where false
 {% else %}
-{% set since %}(select max(built_at) - interval {{ lookback }} minute from {{ ledger }}){% endset %}
+{% set since = changed_since(ledger) %}
 
 with new_prices as (
     select provider, model, min(effective_from) as effective_from
