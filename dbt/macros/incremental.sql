@@ -21,16 +21,22 @@
     {{- _in_scope(column, kind, ref('int_changed_keys')) -}}
 {%- endmacro %}
 
+{# The calls table's sorting key (infra/clickhouse/migrations/0004): the identity its FINAL
+   collapses versions by, and the only columns it can skip granules by. #}
+{% macro calls_sorting_key() -%}
+    (org_id, team, app, toStartOfHour(occurred_at), event_id)
+{%- endmacro %}
+
 {# "this calls row is one of the changed keys' calls" (true on a full build), as a condition on
-   the calls table's sorting key (infra/clickhouse/migrations/0004): a FINAL read of calls can only
+   the calls table's sorting key: a FINAL read of calls can only
    skip granules by its sorting key (the rows it collapses share one), so a filter on session_key
    alone makes it read and collapse every call first. Every version of a call has the call's
    sorting key, so this keeps all versions of the changed keys' calls, and the filter on
    session_key that goes with it then keeps the calls whose latest version is in a changed key. #}
 {% macro changed_calls() -%}
     {%- if is_incremental() and incremental_ledger() is not none -%}
-        (org_id, team, app, toStartOfHour(occurred_at), event_id) in (
-            select org_id, team, app, toStartOfHour(occurred_at), event_id
+        {{ calls_sorting_key() }} in (
+            select {{ calls_sorting_key() }}
             from {{ source('warehouse', 'calls') }}
             where {{ in_changed_keys('session_key') }})
     {%- else -%}
@@ -46,10 +52,11 @@
     {%- endif -%}
 {%- endmacro %}
 
-{# The ledger of incremental builds (int_incremental_builds), when it exists. Read by name, not
-   ref(): it is written at the end of a build, from the models that read this scope. #}
+{# The ledger of incremental builds (int_incremental_builds), when it exists and this build is
+   incremental; none on a full build (no ledger yet, --full-refresh: every key is rebuilt). Read by
+   name, not ref(): it is written at the end of a build, from the models that read this scope. #}
 {% macro incremental_ledger() -%}
-    {%- if execute -%}
+    {%- if execute and not flags.FULL_REFRESH -%}
         {{ return(adapter.get_relation(database=this.database, schema=this.schema, identifier='int_incremental_builds')) }}
     {%- else -%}
         {{ return(none) }}
@@ -70,7 +77,7 @@
    through all of them. The sources are read without FINAL: a key is all that is needed. #}
 {% macro changed_outcomes() -%}
     {%- set ledger = incremental_ledger() -%}
-    {%- if not execute or ledger is none or flags.FULL_REFRESH -%}
+    {%- if ledger is none -%}
         select 1 where false
     {%- else -%}
     {%- set since = changed_since(ledger) -%}
@@ -127,8 +134,7 @@
    marts are read by name (this runs before they are rebuilt); the rebuilt rows are the
    intermediate models' (calls keep their day; an outcome or a session may move to another). #}
 {% macro scope_days() -%}
-    {%- set ledger = incremental_ledger() -%}
-    {%- if not execute or ledger is none or flags.FULL_REFRESH -%}
+    {%- if incremental_ledger() is none -%}
         select 1 where false
     {%- else -%}
     {%- set previous = {} -%}

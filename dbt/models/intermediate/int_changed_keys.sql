@@ -19,7 +19,7 @@
 {% set calls = source('warehouse', 'calls') %}
 {% set sessions = source('warehouse', 'sessions') %}
 
-{% if execute and (ledger is none or flags.FULL_REFRESH) %}
+{% if execute and ledger is none %}
 select CAST('' AS String) as kind, CAST('' AS String) as key where false
 {% else %}
 {% set since = changed_since(ledger) %}
@@ -44,8 +44,8 @@ changed_keys as (
     -- the keys of a new call's older versions (a call stored again under another session id
     -- leaves its old key), found by the calls table's sorting key, which every version shares
     select session_key from {{ calls }}
-    where (org_id, team, app, toStartOfHour(occurred_at), event_id) in (
-        select org_id, team, app, toStartOfHour(occurred_at), event_id from {{ calls }}
+    where {{ calls_sorting_key() }} in (
+        select {{ calls_sorting_key() }} from {{ calls }}
         where _ingested_at >= {{ since }})
     union distinct
     select session_key from {{ sessions }} where _ingested_at >= {{ since }}

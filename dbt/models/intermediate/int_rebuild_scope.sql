@@ -23,7 +23,7 @@
     {% do previous.update({name: adapter.get_relation(database=this.database, schema=this.schema, identifier=name) if execute else none}) %}
 {% endfor %}
 {% set unfinished = false %}
-{% if execute and ledger is not none and not flags.FULL_REFRESH and none not in previous.values() %}
+{% if execute and ledger is not none and none not in previous.values() %}
     {% set scope = adapter.get_relation(database=this.database, schema=this.schema, identifier=this.identifier) %}
     {% if scope is not none %}
         {% set unfinished = run_query("select (select max(key) from " ~ scope ~ " where kind = 'attempt') > "
@@ -36,7 +36,7 @@
 select 'attempt' as kind, '{{ attempt }}' as key
 union all
 select kind, key from (
-{% if execute and (ledger is none or flags.FULL_REFRESH) %}
+{% if execute and ledger is none %}
 select CAST('' AS String) as kind, CAST('' AS String) as key where false
 {% elif execute and (unfinished or none in previous.values()) %}
 select 'session_key' as kind, session_key as key
