@@ -1,32 +1,55 @@
 {#
   dbt-clickhouse's delete+insert (1.10.3, macros/materializations/incremental/incremental.sql,
   clickhouse__incremental_delete_insert; a macro of the root project takes its place), with one
-  change: the check of on_schema_change 'fail' is made here, on the table of new rows, instead of
-  by the materialization before it. The materialization's check plans the model's SQL once more
-  (SELECT * FROM (sql) LIMIT 0), and planning builds the sets of its IN subqueries (ClickHouse
-  reads them for primary-key analysis): up to a third of a second a model on 10M calls, for a
-  list of columns that system.columns gives for free once the new rows are stored. The
-  intermediate models set on_schema_change 'ignore' (dbt_project.yml), so the materialization
-  skips its own check; the marts cannot (dbt requires 'fail' of an incremental model with an
-  enforced contract) and are checked twice, the second time for free.
-  Not for distributed tables (the embedded warehouse and a single server have none).
+  change: the model's columns are checked here, on the table of new rows (system.columns), instead
+  of by planning the model's SQL again. dbt-clickhouse plans it twice more for a model with an
+  enforced contract: the materialization's on_schema_change check and the contract check each run
+  SELECT * FROM (sql) LIMIT 0, whose planning evaluates the scalar subqueries and builds the sets
+  of the IN subqueries (ClickHouse reads them for primary-key analysis): up to a quarter of a
+  second each on 10M calls. Here the table of new rows takes the SQL's own columns (CREATE ...
+  EMPTY AS, which only analyses it), and its columns must equal
+    - the contract's names and data types, if enforced (dbt's contract error otherwise), and
+    - the existing table's (on_schema_change 'fail': rebuild with --full-refresh; the only value
+      this project uses, so any other is refused rather than half-honoured).
+  incremental_validate_on_schema_change below makes the materialization skip its own check for the
+  delete+insert models, which keep on_schema_change 'fail' in their config (dbt requires it of an
+  incremental model with a contract). Not for distributed tables (the embedded warehouse and a
+  single server have none).
 #}
 {% macro clickhouse__incremental_delete_insert(existing_relation, unique_key, incremental_predicates, is_distributed=False) %}
     {% if is_distributed %}
         {{ exceptions.raise_compiler_error("yieldmeter's delete+insert (macros/delete_insert.sql) does not handle distributed tables") }}
     {% endif %}
+    {% if config.get('on_schema_change') != 'fail' %}
+        {{ exceptions.raise_compiler_error("yieldmeter's delete+insert (macros/delete_insert.sql) supports on_schema_change 'fail' only, not "
+           ~ config.get('on_schema_change') ~ " (model " ~ this.identifier ~ ")") }}
+    {% endif %}
     {% set new_data_relation = existing_relation.incorporate(path={"identifier": existing_relation.identifier
        + '__dbt_new_data_' + invocation_id.replace('-', '_')}) %}
     {{ drop_relation_if_exists(new_data_relation) }}
+    {% do clickhouse__create_empty_table(False, new_data_relation, sql, False) %}
     {% call statement('main') %}
-        {{ get_create_table_as_sql(False, new_data_relation, sql) }}
+        {{ clickhouse__insert_into(new_data_relation, sql, False) }}
     {% endcall %}
+
+    {%- set built_columns = adapter.get_columns_in_relation(new_data_relation) -%}
+    {% if config.get('contract').enforced %}
+        {%- set contract_columns = model['columns'].values() | list -%}
+        {%- set sql_columns = adapter.format_columns(built_columns) -%}
+        {%- set contract, built = [], [] -%}
+        {%- for column in contract_columns -%}{%- do contract.append(column['name'] ~ ' ' ~ column['data_type']) -%}{%- endfor -%}
+        {%- for column in sql_columns -%}{%- do built.append(column['name'] ~ ' ' ~ column['data_type']) -%}{%- endfor -%}
+        {% if contract | sort != built | sort %}
+            {% do adapter.drop_relation(new_data_relation) %}
+            {% do exceptions.raise_contract_error(contract_columns, sql_columns) %}
+        {% endif %}
+    {% endif %}
 
     {# on_schema_change 'fail': the same names and types, or the table is rebuilt with --full-refresh #}
     {%- set dest_columns = adapter.get_columns_in_relation(existing_relation) -%}
     {%- set existing, built = [], [] -%}
     {%- for column in dest_columns -%}{%- do existing.append(column.name ~ ' ' ~ column.dtype) -%}{%- endfor -%}
-    {%- for column in adapter.get_columns_in_relation(new_data_relation) -%}{%- do built.append(column.name ~ ' ' ~ column.dtype) -%}{%- endfor -%}
+    {%- for column in built_columns -%}{%- do built.append(column.name ~ ' ' ~ column.dtype) -%}{%- endfor -%}
     {% if existing | sort != built | sort %}
         {% do adapter.drop_relation(new_data_relation) %}
         {{ exceptions.raise_compiler_error(
@@ -48,4 +71,13 @@
         insert into {{ existing_relation }} select {{ dest_cols_csv }} from {{ new_data_relation }} {{ adapter.get_model_query_settings(model) }}
     {% endcall %}
     {% do adapter.drop_relation(new_data_relation) %}
+{% endmacro %}
+
+{# dbt's own macro (dbt-adapters, on_schema_change.sql), except for the delete+insert models,
+   whose columns the macro above checks: the materialization then skips its check. #}
+{% macro incremental_validate_on_schema_change(on_schema_change, default='ignore') %}
+    {% if config.get('materialized') == 'incremental' and config.get('incremental_strategy') in ('delete+insert', 'delete_insert') %}
+        {{ return('ignore') }}
+    {% endif %}
+    {{ return(dbt.incremental_validate_on_schema_change(on_schema_change, default)) }}
 {% endmacro %}
