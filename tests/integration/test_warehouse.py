@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from yieldmeter.warehouse import (
-    Migration, WarehouseBusy, WarehouseError, applied_migrations, connect, load_migrations, migrate,
+    ENGINE_OPTIONS, Migration, WarehouseBusy, WarehouseError, applied_migrations, connect, load_migrations, migrate,
     open_warehouse, redact, rollback,
 )
 
@@ -29,6 +29,14 @@ def test_migrations_apply_once(warehouse_url):
         assert migrate(client) == []  # running twice changes nothing
         assert tables(client) == before
         assert sorted(applied_migrations(client)) == [m.version for m in load_migrations()]
+
+
+def test_the_embedded_engine_has_a_servers_background_threads(warehouse_url):
+    """chdb's own default is 2 threads for merges and mutations (a server's is 16): the lightweight
+    deletes of the incremental dbt models would queue behind merges."""
+    with open_warehouse(warehouse_url) as client:
+        size = client.query("SELECT value FROM system.server_settings WHERE name = 'background_pool_size'").result_rows
+    assert ENGINE_OPTIONS["background_pool_size"] == 16 and size == [("16",)]
 
 
 def test_changed_migration_is_refused_and_rollback_works(warehouse_url):
