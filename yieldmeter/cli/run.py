@@ -37,7 +37,7 @@ def transform_hook(config, every_s: float):
         if state.job != "finished" and time.monotonic() - last[0] < every_s:
             return None
         last[0] = time.monotonic()
-        result = transform(config, [*SCHEDULED_BUILD, "--quiet"])
+        result = transform(config, [*SCHEDULED_BUILD, "--quiet"], keep_manifest=True)
         return f"dbt build {'ok' if result.success else 'FAILED'} in {result.seconds:.0f}s"
 
     return hook
