@@ -54,10 +54,12 @@
 
 {# The ledger of incremental builds (int_incremental_builds), when it exists and this build is
    incremental; none on a full build (no ledger yet, --full-refresh: every key is rebuilt). Read by
-   name, not ref(): it is written at the end of a build, from the models that read this scope. #}
-{% macro incremental_ledger() -%}
+   name, not ref(): it is written at the end of a build, from the models that read this scope.
+   Beside `near` (default: this model; a test's own relation is in another schema). #}
+{% macro incremental_ledger(near=none) -%}
+    {%- set near = near or this -%}
     {%- if execute and not flags.FULL_REFRESH -%}
-        {{ return(adapter.get_relation(database=this.database, schema=this.schema, identifier='int_incremental_builds')) }}
+        {{ return(adapter.get_relation(database=near.database, schema=near.schema, identifier='int_incremental_builds')) }}
     {%- else -%}
         {{ return(none) }}
     {%- endif -%}
@@ -167,4 +169,51 @@
     {%- else -%}
         false
     {%- endif -%}
+{%- endmacro %}
+
+{# Which rows a data test reads in a scheduled build (one that leaves out the full_history tests:
+   `yieldmeter run`'s): the keys this build rebuilt, as a subquery of `unit` values, or none when
+   every row is to be tested (`yieldmeter transform`, a full build). A unit is session_key,
+   outcome_id, week (the rebuilt days' weeks and the weeks after, as tokenmaxxing_signals rebuilds
+   them) or, for any other name, a day. `scope`: int_changed_keys for the intermediate models,
+   int_rebuild_scope for the marts, beside the model `near`. Read by name: a test does not depend
+   on them. #}
+{% macro rebuilt_keys(unit, near, scope='int_rebuild_scope') -%}
+    {%- if not execute or 'tag:full_history' not in (invocation_args_dict.get('exclude') or [])
+          or incremental_ledger(near) is none -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set keys = adapter.get_relation(database=near.database, schema=near.schema, identifier=scope) -%}
+    {%- if keys is none -%}
+        {{ return(none) }}
+    {%- elif unit in ('session_key', 'outcome_id') -%}
+        {{ return("select key from " ~ keys ~ " where kind = '" ~ unit ~ "'") }}
+    {%- elif unit == 'week' -%}
+        {{ return("select toMonday(toDate(key)) + toIntervalDay(7 * after) from " ~ keys
+                  ~ " array join [0, 1] as after where kind = 'day'") }}
+    {%- else -%}
+        {{ return("select toDate(key) from " ~ keys ~ " where kind = 'day'") }}
+    {%- endif -%}
+{%- endmacro %}
+
+{# The rows of a delete+insert model this build rebuilt, as a condition (none: test every row; see
+   rebuilt_keys): its unique_key is one this build rebuilt or, for a model with meta rebuilt_day
+   (the day of a row by the table's sorting key, e.g. fct_calls'), the row lies on a day this build
+   rebuilt: the rebuilt rows and the others of their days, found by the sorting key rather than by
+   reading the key column of every row. With days_only, that day condition or none. #}
+{% macro rebuilt_rows(relation, days_only=false) -%}
+    {%- set nodes = (graph.nodes.values() | selectattr('resource_type', 'equalto', 'model')
+                     | selectattr('name', 'equalto', relation.identifier) | list) if execute else [] -%}
+    {%- if not nodes or nodes[0].config.incremental_strategy != 'delete+insert' -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set node = nodes[0] -%}
+    {%- set day = node.config.meta.get('rebuilt_day') -%}
+    {%- if days_only and not day -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set column = day or node.config.unique_key -%}
+    {%- set keys = rebuilt_keys('day' if day else column, relation,
+                                'int_changed_keys' if node.fqn[1] == 'intermediate' else 'int_rebuild_scope') -%}
+    {{ return(none if keys is none else column ~ ' in (' ~ keys ~ ')') }}
 {%- endmacro %}

@@ -10,14 +10,24 @@ having rows > 1
 
 {# sum(expression) over the model equals sum(compare_expression) over compare_model, exactly
    (decimals are exact, so money must reconcile to the last digit). Returns the two sums when
-   they differ. #}
-{% test reconciles_with(model, expression, compare_model, compare_expression=none, where=none, compare_where=none) %}
+   they differ. `by` (the model's key, compare_by the compare model's; default the same): in a
+   scheduled build, both sums are over the keys this build rebuilt (rebuilt_keys, by the key's
+   name: session_key, outcome_id, week or else a day), e.g. the rebuilt days of a mart by day; the
+   compare model's rows of those keys (but for weeks: a rebuilt week has days that were not) lie on
+   its rebuilt days (rebuilt_rows with days_only), which its sorting key finds without reading
+   every row. #}
+{% test reconciles_with(model, expression, compare_model, compare_expression=none, where=none, compare_where=none,
+                        by=none, compare_by=none) %}
+{%- set keys = rebuilt_keys(by, compare_model) if by else none -%}
+{%- set left = [where, by ~ ' in (' ~ keys ~ ')' if keys else none] | select | list -%}
+{%- set right = [compare_where, (compare_by or by) ~ ' in (' ~ keys ~ ')' if keys else none,
+                  rebuilt_rows(compare_model, days_only=true) if keys and by != 'week' else none] | select | list -%}
 with left_side as (
-    select sum({{ expression }}) as total from {{ model }} {% if where %}where {{ where }}{% endif %}
+    select sum({{ expression }}) as total from {{ model }} {% if left %}where {{ left | join(' and ') }}{% endif %}
 ),
 right_side as (
     select sum({{ compare_expression or expression }}) as total
-    from {{ compare_model }} {% if compare_where %}where {{ compare_where }}{% endif %}
+    from {{ compare_model }} {% if right %}where {{ right | join(' and ') }}{% endif %}
 )
 select l.total as model_total, r.total as compare_total
 from left_side as l cross join right_side as r
@@ -50,16 +60,41 @@ where not ({{ expression }}) {% if where %}and ({{ where }}){% endif %}
 {# dbt's relationships test (every value of the column is a value of `field` in `to`), in place
    of dbt-clickhouse 1.10.3's: that one LEFT JOINs the parent, so ClickHouse builds a hash table
    of every parent row (10M event ids for the few rows of repricing_audit: 1-2 s). Here NOT IN
-   builds a set of the parent's values, and of only those the child holds when the child is the
-   much smaller table (a count of each first). Nulls in the column pass, as in
+   builds a set of the parent's values that the child holds. Nulls in the column pass, as in
    dbt's. #}
 {% macro clickhouse__test_relationships(model, column_name, to, field) %}
-{%- set small_child = execute and run_query("select (select count() from " ~ model ~ ") * 10 < (select count() from " ~ to ~ ")").rows[0][0] -%}
 select {{ column_name }} as from_field
 from {{ model }}
 where {{ column_name }} is not null
     and {{ column_name }} not in (
         select {{ field }} from {{ to }}
-        where {{ field }} is not null
-        {%- if small_child %} and {{ field }} in (select {{ column_name }} from {{ model }}){% endif %})
+        where {{ field }} is not null and {{ field }} in (select {{ column_name }} from {{ model }}))
 {% endmacro %}
+
+{# dbt's get_where_subquery (what a generic test reads for its model: the rows of its `where`),
+   and in a scheduled build only the rows this build rebuilt of a model built by delete+insert
+   (rebuilt_rows, macros/incremental.sql): the others passed the build that wrote them and did not
+   change since, so a refresh's tests cost what it rebuilt. Tests across rows read more:
+   - unique, unique_combination: every row sharing a tested value with a rebuilt row (a duplicate
+     of a rebuilt row anywhere in the table fails); for a model scoped by day (fct_calls), the
+     rebuilt days' rows: every version of a call has the call's sorting key, so its hour (an event
+     id stored under two hours is two rows of stg_calls, whose full-history unique test fails);
+   - relationships: the rebuilt rows' values must be in the whole parent (a parent row deleted by
+     this build held a key rebuilt with it: the children of that key are rebuilt rows too);
+   - reconciles_with: scoped by itself (its `by`), so that both sides sum the same keys.
+   `yieldmeter transform` tests every row. #}
+{% macro clickhouse__get_where_subquery(relation) -%}
+    {%- set where = config.get('where', '') -%}
+    {%- set test = model.test_metadata if model.test_metadata else none -%}
+    {%- set rebuilt = rebuilt_rows(relation) if test and test.name != 'reconciles_with' else none -%}
+    {%- if rebuilt and test.name in ('unique', 'unique_combination') and not rebuilt_rows(relation, days_only=true) -%}
+        {%- set columns = (test.kwargs.columns or [test.kwargs.column_name]) | join(', ') -%}
+        {%- set rebuilt = '(' ~ columns ~ ') in (select ' ~ columns ~ ' from ' ~ relation ~ ' where ' ~ rebuilt ~ ')' -%}
+    {%- endif -%}
+    {%- set conditions = [where, rebuilt] | select | list -%}
+    {%- if conditions -%}
+        {{ return('(select * from ' ~ relation ~ ' where ' ~ conditions | join(' and ') ~ ') dbt_subquery') }}
+    {%- else -%}
+        {{ return(relation) }}
+    {%- endif -%}
+{%- endmacro %}
