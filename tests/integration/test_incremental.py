@@ -111,9 +111,17 @@ class Warehouse:
                         self.outcome(f"o-{calls[0]}", done, org, user, app)
 
 
-def build(settings, *args: str) -> None:
-    run = run_dbt(settings, ["run", *SELECT, *VARS, *args], keep_manifest=True)  # parsed once, as `yieldmeter run` does
+# the data tests of the incremental models as yieldmeter run's scheduled builds run them (on the
+# rows each build rebuilt); cautious: not the tests of marts this selection does not build
+SCHEDULED_TESTS = ["--exclude-resource-type", "unit_test", "--exclude", "tag:full_history", "--indirect-selection", "cautious"]
+
+
+def build(settings, *args: str, tests: bool = True) -> None:
+    """The incremental models (and their scheduled tests), the project parsed once as yieldmeter run does."""
+    command = ["build", *SELECT, *SCHEDULED_TESTS] if tests else ["run", *SELECT]
+    run = run_dbt(settings, [*command, *VARS, *args], keep_manifest=True)
     assert run.success, run.failures()
+    assert not tests or any(r.node.resource_type == "test" for r in run.results)
 
 
 def snapshot(settings) -> dict[str, list[tuple]]:
@@ -204,11 +212,19 @@ def test_incremental_builds_equal_a_full_build(tmp_path):
                   kind="meeting_booked")
         moved = next(r for r in w.rows.values() if r["session_id"])
         store_calls(client, [moved | {"session_id": "moved", "session_key": f"{moved['org_id']}/moved"}])
-    build(settings)
+    # the session the call left still counts it (the pipeline sent no correction of it): its calls,
+    # cost and tokens no longer reconcile with fct_calls, and the scheduled tests find it among the
+    # rows this build rebuilt
+    build(settings, tests=False)
+    checked = run_dbt(settings, ["test", *SELECT, *SCHEDULED_TESTS, *VARS], keep_manifest=True)
+    assert sorted(f.split(":")[0].removeprefix("test ") for f in checked.failures()) == [
+        "expression_is_true_fct_sessions_calls_stored_calls",
+        "reconciles_with_fct_sessions_session_key__ref_fct_calls___session_uid___cost_usd",
+        "reconciles_with_fct_sessions_session_key__ref_fct_calls___session_uid___total_tokens"]
 
     incremental = snapshot(settings)
 
-    build(settings, "--full-refresh")
+    build(settings, "--full-refresh", tests=False)  # (that session fails the same tests)
     full = snapshot(settings)
     for model in full:
         assert incremental[model] == full[model], model
@@ -253,3 +269,35 @@ def test_an_incremental_model_whose_columns_changed_is_not_patched(tmp_path):
     run = run_dbt(settings, ["run", *SELECT, *VARS])
     assert not run.success
     assert [f for f in run.failures() if "fct_sessions changed" in f and "stale UInt8" in f], run.failures()
+
+
+def test_a_scheduled_build_tests_the_rows_it_rebuilt(tmp_path):
+    """A build that leaves out the full-history tests (yieldmeter run's) tests the rows it rebuilt
+    (macros/tests.sql, clickhouse__get_where_subquery): a duplicate of a call on a day it rebuilt
+    fails the unique test, one on a day it did not passes it; every test (`yieldmeter transform`)
+    reads every row and fails on both."""
+    settings, w = first_build(tmp_path, days=2)
+    with open_warehouse(settings.warehouse_url) as client:  # a new session on day 3 only: day 3 is rebuilt
+        w.client = client
+        w.fragment(w.calls("acme", "acme-u0", "support-bot", DAY0 + timedelta(days=3, hours=9), 4, model=0,
+                           session_id="acme-u0-support-bot-d3s0"))
+    build(settings)
+    with open_warehouse(settings.warehouse_url) as client:
+        days = sorted(str(r[0]) for r in client.query("SELECT key FROM int_rebuild_scope WHERE kind = 'day'").result_rows)
+    assert days == [str((DAY0 + timedelta(days=3)).date())]
+    unique = ["test", "--select", "fct_calls,test_name:unique", *VARS]
+
+    def duplicate(day: int) -> None:
+        with open_warehouse(settings.warehouse_url) as client:
+            client.command(f"INSERT INTO fct_calls SELECT * FROM fct_calls "
+                           f"WHERE day = toDate('{(DAY0 + timedelta(days=day)).date()}') LIMIT 1")
+
+    def unique_fails(*args: str) -> bool:
+        run = run_dbt(settings, [*unique, *args])
+        assert run.results, "no test ran"
+        return not run.success
+
+    duplicate(0)
+    assert not unique_fails("--exclude", "tag:full_history") and unique_fails()
+    duplicate(3)
+    assert unique_fails("--exclude", "tag:full_history")
