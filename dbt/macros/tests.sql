@@ -79,8 +79,9 @@ where {{ column_name }} is not null
      of a rebuilt row anywhere in the table fails); for a model scoped by day (fct_calls), the
      rebuilt days' rows: every version of a call has the call's sorting key, so its hour (an event
      id stored under two hours is two rows of stg_calls, whose full-history unique test fails);
-   - relationships: the rebuilt rows' values must be in the whole parent (a parent row deleted by
-     this build held a key rebuilt with it: the children of that key are rebuilt rows too);
+   - relationships: the rebuilt rows' values must be in the whole parent (a parent row this build
+     deleted belonged to a key it rebuilt, and the rows referring to it were rebuilt with it: the
+     calls of the key, the outcomes int_rebuild_scope lists for a session that may lose them);
    - reconciles_with: scoped by itself (its `by`), so that both sides sum the same keys.
    `yieldmeter transform` tests every row. #}
 {% macro clickhouse__get_where_subquery(relation) -%}
