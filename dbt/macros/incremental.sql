@@ -52,14 +52,20 @@
     {%- endif -%}
 {%- endmacro %}
 
+{# A table of this project read by name, beside `near` (default: this model), or none: one a model
+   or test reads but must not depend on (ref() would make it run after it). #}
+{% macro relation_named(name, near=none) -%}
+    {%- set near = near or this -%}
+    {{ return(adapter.get_relation(database=near.database, schema=near.schema, identifier=name)) }}
+{%- endmacro %}
+
 {# The ledger of incremental builds (int_incremental_builds), when it exists and this build is
    incremental; none on a full build (no ledger yet, --full-refresh: every key is rebuilt). Read by
    name, not ref(): it is written at the end of a build, from the models that read this scope.
    Beside `near` (default: this model; a test's own relation is in another schema). #}
 {% macro incremental_ledger(near=none) -%}
-    {%- set near = near or this -%}
     {%- if execute and not flags.FULL_REFRESH -%}
-        {{ return(adapter.get_relation(database=near.database, schema=near.schema, identifier='int_incremental_builds')) }}
+        {{ return(relation_named('int_incremental_builds', near)) }}
     {%- else -%}
         {{ return(none) }}
     {%- endif -%}
@@ -141,7 +147,7 @@
     {%- else -%}
     {%- set previous = {} -%}
     {%- for name in ['fct_sessions', 'fct_outcomes'] -%}
-        {%- do previous.update({name: adapter.get_relation(database=this.database, schema=this.schema, identifier=name)}) -%}
+        {%- do previous.update({name: relation_named(name)}) -%}
     {%- endfor -%}
     {%- set keys -%}(select key from {{ this }} where kind = 'session_key'){%- endset -%}
     {%- set outcome_ids -%}(select key from {{ this }} where kind = 'outcome_id'){%- endset -%}
@@ -183,7 +189,7 @@
           or incremental_ledger(near) is none -%}
         {{ return(none) }}
     {%- endif -%}
-    {%- set keys = adapter.get_relation(database=near.database, schema=near.schema, identifier=scope) -%}
+    {%- set keys = relation_named(scope, near) -%}
     {%- if keys is none -%}
         {{ return(none) }}
     {%- elif unit in ('session_key', 'outcome_id') -%}

@@ -1,4 +1,4 @@
-{{ config(materialized='incremental', incremental_strategy='append', order_by='built_at', on_schema_change='fail') }}
+{{ config(materialized='incremental', incremental_strategy='append', order_by='built_at') }}
 
 -- One row per build that built every incremental model: when it started (dbt's run_started_at).
 -- The next build rebuilds what was ingested since then (int_rebuild_scope). It depends on every

@@ -20,11 +20,11 @@
 {% set ledger = incremental_ledger() %}
 {% set previous = {} %}
 {% for name in ['fct_outcomes', 'fct_sessions', 'fct_calls'] %}
-    {% do previous.update({name: adapter.get_relation(database=this.database, schema=this.schema, identifier=name) if execute else none}) %}
+    {% do previous.update({name: relation_named(name) if execute else none}) %}
 {% endfor %}
 {% set unfinished = false %}
 {% if execute and ledger is not none and none not in previous.values() %}
-    {% set scope = adapter.get_relation(database=this.database, schema=this.schema, identifier=this.identifier) %}
+    {% set scope = relation_named(this.identifier) %}
     {% if scope is not none %}
         {% set unfinished = run_query("select (select max(key) from " ~ scope ~ " where kind = 'attempt') > "
                                       ~ "(select toString(max(built_at)) from " ~ ledger ~ ")").rows[0][0] %}
