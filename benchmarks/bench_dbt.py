@@ -56,6 +56,12 @@ PRICES = [  # model, input, output, cache read (USD per million tokens)
 ]
 
 
+def next_session(call: int) -> int:
+    """The first call of the first whole session from `call` on: a batch starting there does not
+    add calls, days later, to the last session of the one before."""
+    return -(-call // CALLS_PER_SESSION) * CALLS_PER_SESSION
+
+
 def fill(client, calls: int, first: int = 0, days: tuple[int, int] = (0, DAYS), ingested: str = "now64(3)") -> None:
     """Calls first .. first + calls - 1 over the given days, with their sessions and outcomes,
     stored at ``ingested`` (an SQL time)."""
@@ -178,7 +184,7 @@ def cycles(work: Path, first: int, new: int, count: int) -> list[float]:
     with open_warehouse(settings.warehouse_url) as client:  # held open, as by yieldmeter run
         for cycle in range(count):
             fill(client, new, first=first, days=(DAYS - 2, DAYS))
-            first = -(-(first + new) // CALLS_PER_SESSION) * CALLS_PER_SESSION
+            first = next_session(first + new)
             settle(client)
             Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM
             run = build(settings, [*SCHEDULED_BUILD, "--vars", "{incremental_lookback_minutes: 0}", "--quiet"],
@@ -203,8 +209,7 @@ def bench(calls: int, new: int, refreshes: int) -> None:
             fill(client, calls, ingested="now64(3) - toIntervalHour(2)")
         print(f"  filled in {time.monotonic() - started:.0f}s")
         transform(work, f"full build at {calls:,} calls (yieldmeter transform, first run)")
-        # from the next whole session on: the last one of the history must not gain calls days later
-        first = -(-calls // CALLS_PER_SESSION) * CALLS_PER_SESSION
+        first = next_session(calls)
         with open_warehouse(url) as client:
             fill(client, new, first=first, days=(DAYS - 2, DAYS))
         # each refresh below sees the same new calls: they were stored less than the look-back margin ago
@@ -215,7 +220,7 @@ def bench(calls: int, new: int, refreshes: int) -> None:
         full = transform(work, "baseline: full rebuild of the same data (yieldmeter transform --full-refresh)",
                          "--full-refresh")
         print(f"  incremental {incremental:.1f}s against a full rebuild of {full:.1f}s ({full / incremental:.1f}x)")
-        first = -(-(first + new) // CALLS_PER_SESSION) * CALLS_PER_SESSION
+        first = next_session(first + new)
         refreshed = cycles(work, first, new, refreshes)
         print(f"  yieldmeter run's refresh: {min(refreshed):.1f}-{max(refreshed):.1f}s of dbt (target 10 s)")
     finally:
