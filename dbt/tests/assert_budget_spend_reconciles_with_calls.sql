@@ -1,4 +1,7 @@
+{{ config(tags=['full_history']) }}
 -- Month-to-date spend of every org-wide budget equals the org's calls in that month up to as_of.
+-- It sums every call: `yieldmeter transform` runs it, scheduled builds leave it out (a build's
+-- value_metrics_daily is checked against the calls of its rebuilt days, and budget_status sums it).
 with as_of as (
     select {{ as_of() }} as as_of_at
 ),
