@@ -19,7 +19,10 @@ with outcomes as (
 
 {% if is_incremental() %}
 -- what the links of those outcomes can be: every stored version's (read without FINAL, a
--- superset), to read only the sessions and calls a link can find
+-- superset), to read only the sessions and calls a link can find. Each is filtered by one
+-- column of the link (a superset again: the joins below match the whole link): a tuple with
+-- the LowCardinality org_id costs more to look up than the rows it spares (0.94 s against
+-- 0.70 s for 92k outcomes over 10M calls).
 links as (
     select org_id, user_id, app, session_id, trace_id
     from {{ source('warehouse', 'outcomes') }}
@@ -32,7 +35,7 @@ sessions as (
         {{ asof_time('started_at', 'session_uid') }} as asof_at
     from {{ ref('int_sessions_merged') }}
     {% if is_incremental() %}
-    where (org_id, user_id, app) in (select org_id, user_id, app from links)
+    where user_id in (select user_id from links)
     {% endif %}
 ),
 
@@ -44,7 +47,7 @@ id_sessions as (
     from {{ ref('int_sessions_merged') }}
     where session_id != ''
     {% if is_incremental() %}
-        and (org_id, session_id) in (select org_id, session_id from links where session_id != '')
+        and session_id in (select session_id from links where session_id != '')
     {% endif %}
 ),
 
@@ -54,7 +57,7 @@ trace_calls as (
     from {{ ref('int_calls_sessionized') }}
     where trace_id != '' and session_uid != ''
     {% if is_incremental() %}
-        and (org_id, trace_id) in (select org_id, trace_id from links where trace_id != '')
+        and trace_id in (select trace_id from links where trace_id != '')
     {% endif %}
 ),
 
