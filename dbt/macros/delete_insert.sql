@@ -58,8 +58,15 @@
             ~ "): rebuild it with `yieldmeter transform --full-refresh`.") }}
     {% endif %}
 
+    {# a model whose rows of the rebuilt keys all lie on the rebuilt days (meta rebuilt_day: fct_calls,
+       whose rows are int_calls_sessionized's, and a call keeps its day) deletes on those days alone:
+       its sorting key finds them, where the key alone is looked for in every row #}
+    {%- set day = config.get('meta', {}).get('rebuilt_day') -%}
     {% call statement('delete_existing_data') %}
         delete from {{ existing_relation }} where ({{ unique_key }}) in (select {{ unique_key }} from {{ new_data_relation }})
+        {%- if day %}
+            and {{ in_days(day, rebuilt_days()) }}
+        {%- endif %}
         {%- for predicate in incremental_predicates %}
             and {{ predicate }}
         {%- endfor %}
