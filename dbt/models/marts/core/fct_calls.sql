@@ -11,10 +11,10 @@ with calls as (
     where {{ in_rebuild_scope('session_key') }}
 ),
 
+-- the session's outcome type and idleness, as fct_sessions has them (macros/sessions.sql)
 sessions as (
     select session_uid as s_session_uid, outcome_type as session_outcome_type, is_idle as is_idle
-    from {{ ref('fct_sessions') }}
-    where {{ in_rebuild_scope('session_key') }}
+    from ({{ session_outcomes() }})
 ),
 
 app_types as (

@@ -28,31 +28,7 @@ models as (
 ),
 
 outcomes as (
-    select
-        a.session_uid as session_uid,
-        count() as outcomes,
-        countIf(o.is_success) as successful_outcomes,
-        sumIf(o.value_usd, o.is_success) as outcome_value_usd,
-        argMin(o.outcome_type, o.occurred_at) as first_outcome_type,
-        min(o.occurred_at) as first_outcome_at
-    from (
-        select * from {{ ref('int_outcome_attribution') }}
-        where session_uid != ''
-        {% if is_incremental() %}and session_uid in (select session_uid from sessions){% endif %}
-    ) as a
-    inner join (
-        select * from {{ ref('stg_outcomes') }}
-        {% if is_incremental() %}
-        where outcome_id in (
-            select outcome_id from {{ ref('int_outcome_attribution') }}
-            where session_uid in (select session_uid from sessions))
-        {% endif %}
-    ) as o on a.outcome_id = o.outcome_id
-    group by a.session_uid
-),
-
-app_types as (
-    select * from {{ ref('int_app_outcome_types') }}
+    {{ session_outcomes() }}
 )
 
 select
@@ -69,7 +45,7 @@ select
     dateDiff('second', s.started_at, s.ended_at) as duration_s,
     m.primary_model as primary_model,
     s.models_used as models_used,
-    if(o.outcomes != 0, o.first_outcome_type, a.outcome_type) as outcome_type,
+    o.outcome_type as outcome_type,
     s.calls as calls,
     m.stored_calls as stored_calls,
     s.error_calls as error_calls,
@@ -91,8 +67,7 @@ select
     o.successful_outcomes as successful_outcomes,
     o.outcome_value_usd as outcome_value_usd,
     o.first_outcome_at as first_outcome_at,
-    o.outcomes = 0 as is_idle
+    o.is_idle as is_idle
 from sessions as s
 left join models as m on s.session_uid = m.session_uid
 left join outcomes as o on s.session_uid = o.session_uid
-left join app_types as a on s.org_id = a.org_id and s.app = a.app
