@@ -13,7 +13,9 @@ from those calls, so every reconciliation test holds), one outcome for 60 % of s
 (linked by session id, trace id or user and time, like the simulator's apps) and a few late
 calls as corrections, all stored two hours ago. Then, each time as its own process the way a user
 runs it, with its peak RSS (VmHWM: dbt, dbt-clickhouse and the chdb engine in one process) read
-from /proc while it runs:
+from /proc while it runs, and after the merges the process before left have finished (chdb
+merges only while a process holds the warehouse: a full build at 10M leaves about 15 s of them,
+which the next build's deletes would wait for; printed when they take a second or more):
   1. `yieldmeter transform`: the first build, full;
   2. N new calls (new sessions of the same users over the last two days, their sessions, outcomes
      and late calls) are stored, and the incremental refresh runs: the models alone (dbt run), as
@@ -151,7 +153,13 @@ def fill(client, calls: int, first: int = 0, days: tuple[int, int] = (0, DAYS), 
 
 
 def transform(work: Path, label: str, *args: str) -> float:
-    """`yieldmeter transform ARGS` as its own process: prints and returns its wall time."""
+    """`yieldmeter transform ARGS` as its own process: prints and returns its wall time. The merges
+    the last process left are let finish first (chdb merges only while a process holds the
+    warehouse, so they would fall on this one's deletes) and their seconds printed."""
+    with open_warehouse(f"chdb://{work / 'warehouse'}") as client:
+        merged_s = settle(client) - SETTLE_QUIET_S
+    if merged_s >= 1:
+        print(f"  (merges left by the process before: {merged_s:.0f}s, let finish first)")
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("YIELDMETER_")},
            "YIELDMETER_STATE_DIR": str(work)}
     command = [str(PROJECT_ROOT / ".venv" / "bin" / "yieldmeter"), "transform", *args, "--quiet"]
@@ -167,13 +175,17 @@ def transform(work: Path, label: str, *args: str) -> float:
     return seconds
 
 
-def settle(client, quiet_s: float = 5.0) -> None:
-    """Until no merge has run for quiet_s seconds."""
-    quiet_since = time.monotonic()
+SETTLE_QUIET_S = 5.0
+
+
+def settle(client, quiet_s: float = SETTLE_QUIET_S) -> float:
+    """Until no merge has run for quiet_s seconds; returns the seconds waited."""
+    started = quiet_since = time.monotonic()
     while time.monotonic() - quiet_since < quiet_s:
         time.sleep(0.5)
         if client.query("SELECT count() FROM system.merges").result_rows[0][0]:
             quiet_since = time.monotonic()
+    return time.monotonic() - started
 
 
 def cycles(work: Path, first: int, new: int, count: int) -> list[float]:
