@@ -187,7 +187,8 @@ def check_warehouse(url: str) -> None:
 
 def run_dbt(settings: Settings, args: Sequence[str], keep_manifest: bool = False) -> DbtRun:
     """Run one dbt command (``args`` as on dbt's command line) on the settings' warehouse.
-    ``keep_manifest``: parse the project once per process and reuse it (for repeated builds)."""
+    ``keep_manifest``: parse the project once per process and reuse it (for repeated builds);
+    ``["parse"]`` with it parses ahead of the first build."""
     from dbt.cli.main import dbtRunner
 
     url = settings.warehouse_url
@@ -206,7 +207,7 @@ def run_dbt(settings: Settings, args: Sequence[str], keep_manifest: bool = False
     environment |= {"DBT_TARGET": "embedded", "CLICKHOUSE_DATABASE": "default"} if embedded else server_environment(url)
     start = time.monotonic()
     with _environment(environment), (_in_process_clients(url) if embedded else _nothing()):
-        manifest = None
+        manifest = outcome = None
         if keep_manifest:
             variables = args[args.index("--vars"):args.index("--vars") + 2] if "--vars" in args else []
             key = (str(DBT_DIR), str(paths), environment["DBT_TARGET"], url, *variables)
@@ -214,8 +215,11 @@ def run_dbt(settings: Settings, args: Sequence[str], keep_manifest: bool = False
                 parsed = dbtRunner().invoke(["parse", "--quiet", *variables])
                 if parsed.success:
                     _MANIFESTS[key] = parsed.result
+                if args[:1] == ["parse"]:  # the parse asked for is this one
+                    outcome = parsed
             manifest = _MANIFESTS.get(key)
-        outcome = dbtRunner(manifest=manifest).invoke(args)
+        if outcome is None:
+            outcome = dbtRunner(manifest=manifest).invoke(args)
     seconds = time.monotonic() - start
     if outcome.exception is not None:
         raise TransformError(f"dbt {' '.join(args)} failed: {outcome.exception}")

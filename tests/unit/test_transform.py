@@ -48,6 +48,16 @@ def test_server_profile_renders_from_the_url_and_the_password_stays_out_of_the_l
     assert "s3cret-pw" not in logs + capfd.readouterr().out
 
 
+def test_a_project_parsed_ahead_is_the_one_the_next_command_uses(tmp_path):
+    """What `yieldmeter run` does when it starts: parse once, then build without parsing again."""
+    settings = make_settings(tmp_path / "state", clickhouse_url="http://127.0.0.1:1/analytics")
+    log = tmp_path / "state" / "dbt" / "logs" / "dbt.log"
+    assert run_dbt(settings, ["parse", "--quiet"], keep_manifest=True).success
+    assert log.read_text().count("Running with dbt=") == 1  # the parse asked for, not a second one
+    assert run_dbt(settings, ["ls", "--quiet"], keep_manifest=True).success
+    assert log.read_text().count("Running with dbt=") == 2  # ls alone: no parse before it
+
+
 def test_a_missing_embedded_warehouse_is_not_created(tmp_path):
     with pytest.raises(TransformError, match="yieldmeter migrate"):
         check_warehouse(f"chdb://{tmp_path / 'nowhere'}")

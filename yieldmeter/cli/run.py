@@ -32,8 +32,15 @@ def transform_hook(config, every_s: float):
     from yieldmeter.transform import SCHEDULED_BUILD, transform
 
     last = [time.monotonic()]
+    parsed = [False]
 
     def hook(client, state):
+        if not parsed[0]:
+            # parse the project before the first build is due, not in it (2.6 s at 10M calls,
+            # benchmarks/bench_dbt.py), and show a project dbt cannot parse at once
+            parsed[0] = True
+            if not transform(config, ["parse", "--quiet"], keep_manifest=True).success:
+                return "dbt parse FAILED (yieldmeter transform parse shows why)"
         if state.job != "finished" and time.monotonic() - last[0] < every_s:
             return None
         last[0] = time.monotonic()
