@@ -59,8 +59,10 @@
     {% endif %}
 
     {# a model whose rows of the rebuilt keys all lie on the rebuilt days (meta rebuilt_day: fct_calls,
-       whose rows are int_calls_sessionized's, and a call keeps its day) deletes on those days alone:
-       its sorting key finds them, where the key alone is looked for in every row #}
+       whose rows are int_calls_sessionized's; a call keeps its day, since the versions of a call that
+       FINAL collapses share the calls table's sorting key, hour included, so even a call re-delivered
+       under another key leaves a row on a day its new key rebuilds) deletes on those days alone: its
+       sorting key finds them, where the key alone is looked for in every row #}
     {%- set day = config.get('meta', {}).get('rebuilt_day') -%}
     {% call statement('delete_existing_data') %}
         delete from {{ existing_relation }} where ({{ unique_key }}) in (select {{ unique_key }} from {{ new_data_relation }})
