@@ -36,8 +36,8 @@ def transform_hook(config, every_s: float):
 
     def hook(client, state):
         if not parsed[0]:
-            # parse the project before the first build is due, not in it (2.6 s at 10M calls,
-            # benchmarks/bench_dbt.py), and show a project dbt cannot parse at once
+            # parse the project before the first build is due, not in it (a full parse: 1-4 s on
+            # 2 cores, benchmarks/bench_dbt.py), and show a project dbt cannot parse at once
             parsed[0] = True
             if not transform(config, ["parse", "--quiet"], keep_manifest=True).success:
                 return "dbt parse FAILED (yieldmeter transform parse shows why)"
