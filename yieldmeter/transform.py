@@ -203,6 +203,7 @@ def run_dbt(settings: Settings, args: Sequence[str], keep_manifest: bool = False
         "DBT_TARGET_PATH": str(paths / "target"),
         "DBT_LOG_PATH": str(paths / "logs"),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        "YIELDMETER_DBT_THREADS": str(settings.dbt_threads),  # profiles.yml reads it
     }
     environment |= {"DBT_TARGET": "embedded", "CLICKHOUSE_DATABASE": "default"} if embedded else server_environment(url)
     start = time.monotonic()

@@ -8,6 +8,8 @@ from decimal import Decimal
 
 import pytest
 
+from tests.conftest import make_settings
+from yieldmeter.transform import run_dbt
 from yieldmeter.warehouse import (
     ENGINE_OPTIONS, Migration, WarehouseBusy, WarehouseError, applied_migrations, connect, load_migrations, migrate,
     open_warehouse, redact, rollback,
@@ -37,6 +39,18 @@ def test_the_embedded_engine_has_a_servers_background_threads(warehouse_url):
     with open_warehouse(warehouse_url) as client:
         size = client.query("SELECT value FROM system.server_settings WHERE name = 'background_pool_size'").result_rows
     assert ENGINE_OPTIONS["background_pool_size"] == 16 and size == [("16",)]
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_dbt_builds_with_the_threads_of_the_setting(tmp_path, threads):
+    """dbt_threads (YIELDMETER_DBT_THREADS) reaches profiles.yml in every build, yieldmeter run's
+    too: 1 keeps a full build's peak memory down on a small machine."""
+    settings = make_settings(tmp_path / "state", dbt_threads=threads)
+    with open_warehouse(settings.warehouse_url) as client:
+        migrate(client)
+    assert run_dbt(settings, ["run", "--select", "stg_budgets"]).success
+    log = (tmp_path / "state" / "dbt" / "logs" / "dbt.log").read_text()
+    assert f"Concurrency: {threads} threads (target='embedded')" in log
 
 
 def test_changed_migration_is_refused_and_rollback_works(warehouse_url):
