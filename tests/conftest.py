@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from yieldmeter.config import Settings
 
@@ -24,9 +25,23 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEV_LIB = Path(os.environ.get("YIELDMETER_LIB_DIR") or PROJECT_ROOT / ".yieldmeter" / "lib")
 EXTERNAL_BOOTSTRAP = os.environ.get("YIELDMETER_TEST_KAFKA_BOOTSTRAP")
 
+# No timed assertion: hypothesis's 200 ms deadline per example fails on a busy machine (two
+# test workers on two cores), not on wrong code.
+hypothesis_settings.register_profile("yieldmeter", deadline=None)
+hypothesis_settings.load_profile("yieldmeter")
+
 for _name in [n for n in os.environ if n.startswith("YIELDMETER_")]:
     if not _name.startswith("YIELDMETER_TEST_"):  # the tests' own variables (no setting starts so)
         del os.environ[_name]
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Under pytest-xdist (`make test`: -n 2 --dist loadgroup) a file's tests run on one worker, so
+    a module fixture is built once; so do the files on the simulated warehouse of the e2e tests
+    (value_warehouse, tests/e2e/conftest.py: a Flink run and a dbt build, a minute and a half)."""
+    on_warehouse = {item.path for item in items if "value_warehouse" in item.fixturenames}
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group("value_warehouse" if item.path in on_warehouse else item.nodeid.split("::")[0]))
 
 
 def free_port() -> int:

@@ -42,6 +42,16 @@ def figures() -> list[str]:
     return FIGURES
 
 
+def pytest_sessionfinish(session) -> None:
+    if hasattr(session.config, "workeroutput"):  # a pytest-xdist worker: the figures go to the controller
+        session.config.workeroutput["figures"] = FIGURES
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:  # pytest-xdist's controller: a worker's figures
+    FIGURES.extend(getattr(node, "workeroutput", {}).get("figures", []))
+
+
 def pytest_terminal_summary(terminalreporter) -> None:
     if FIGURES:
         terminalreporter.section("end-to-end figures")
