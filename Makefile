@@ -63,7 +63,7 @@ TEST_WORKERS ?= 2
 
 test: ## Run the whole test suite on real Kafka, Flink and ClickHouse
 	$(MAKE) -j4 setup  # the environments and the jars side by side: they do not depend on each other
-	$(APP_VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadgroup
+	$(APP_VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile
 
 test-unit: $(APP_OK) ## Run only the tests that need no services
 	$(APP_VENV)/bin/pytest -m unit

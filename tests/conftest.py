@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -35,13 +36,49 @@ for _name in [n for n in os.environ if n.startswith("YIELDMETER_")]:
         del os.environ[_name]
 
 
-def pytest_collection_modifyitems(items) -> None:
-    """Under pytest-xdist (`make test`: -n 2 --dist loadgroup) a file's tests run on one worker, so
-    a module fixture is built once; so do the files on the simulated warehouse of the e2e tests
-    (value_warehouse, tests/e2e/conftest.py: a Flink run and a dbt build, a minute and a half)."""
-    on_warehouse = {item.path for item in items if "value_warehouse" in item.fixturenames}
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group("value_warehouse" if item.path in on_warehouse else item.nodeid.split("::")[0]))
+@pytest.hookimpl(tryfirst=True, optionalhook=True)  # before pytest-xdist's own (first result wins)
+def pytest_xdist_make_scheduler(config, log):
+    """`make test` runs two pytest-xdist workers with --dist loadfile: a file's tests run on one
+    worker, so its module fixtures are built once. Here the files on the e2e tests' simulated
+    warehouse (the session fixture value_warehouse: a Flink run and a dbt build, a minute and a
+    half) count as one file, so one worker builds it. (xdist_group marks would say this, but
+    pytest-xdist 3.8.0 cannot apply them under pytest 9, which no longer reads Item._nodeid.)"""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    @cache
+    def scope(path: str) -> str:
+        return "value_warehouse" if "value_warehouse" in (config.rootpath / path).read_text() else path
+
+    class LoadFileSharingTheWarehouse(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return scope(super()._split_scope(nodeid))
+
+    return LoadFileSharingTheWarehouse(config, log)
+
+
+FIGURES: list[str] = []
+"""Lines the tests measure, printed in the run's summary whatever pytest's output capture (the
+`figures` fixture of tests/e2e). Here, not in tests/e2e/conftest.py: pytest-xdist's controller
+loads only this conftest, and the workers send it their figures."""
+
+
+def pytest_sessionfinish(session) -> None:
+    if hasattr(session.config, "workeroutput"):  # a pytest-xdist worker
+        session.config.workeroutput["figures"] = FIGURES
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:  # pytest-xdist's controller: a worker has finished
+    FIGURES.extend(getattr(node, "workeroutput", {}).get("figures", []))
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if FIGURES:
+        terminalreporter.section("end-to-end figures")
+        for line in FIGURES:
+            terminalreporter.write_line(line)
 
 
 def free_port() -> int:
@@ -102,3 +139,4 @@ def new_topics(kafka):
 def warehouse_url(tmp_path) -> str:
     """A fresh embedded warehouse folder for one test."""
     return f"chdb://{tmp_path / 'warehouse'}"
+

@@ -10,12 +10,10 @@ from datetime import datetime
 
 import pytest
 
-from tests.conftest import make_settings
+from tests.conftest import FIGURES, make_settings
 from tests.e2e.workload import Correction, build_warehouse, correct_a_price, fresh_topic_settings
 from yieldmeter.config import Settings
 from yieldmeter.transform import DbtRun, transform
-
-FIGURES: list[str] = []
 
 
 @dataclass
@@ -40,20 +38,3 @@ def value_warehouse(kafka, tmp_path_factory) -> ValueWarehouse:
 def figures() -> list[str]:
     """Lines to print in the run's summary."""
     return FIGURES
-
-
-def pytest_sessionfinish(session) -> None:
-    if hasattr(session.config, "workeroutput"):  # a pytest-xdist worker: the figures go to the controller
-        session.config.workeroutput["figures"] = FIGURES
-
-
-@pytest.hookimpl(optionalhook=True)
-def pytest_testnodedown(node, error) -> None:  # pytest-xdist's controller: a worker's figures
-    FIGURES.extend(getattr(node, "workeroutput", {}).get("figures", []))
-
-
-def pytest_terminal_summary(terminalreporter) -> None:
-    if FIGURES:
-        terminalreporter.section("end-to-end figures")
-        for line in FIGURES:
-            terminalreporter.write_line(line)
