@@ -42,7 +42,8 @@ def pytest_xdist_make_scheduler(config, log):
     worker, so its module fixtures are built once. Here the files on the e2e tests' simulated
     warehouse (the session fixture value_warehouse: a Flink run and a dbt build, a minute and a
     half) count as one file, so one worker builds it. (xdist_group marks would say this, but
-    pytest-xdist 3.8.0 cannot apply them under pytest 9, which no longer reads Item._nodeid.)"""
+    pytest-xdist 3.8.0 cannot apply them under pytest 9.2, which no longer reads Item._nodeid:
+    pytest-dev/pytest-xdist#1386, open.)"""
     if config.getvalue("dist") != "loadfile":
         return None
     from xdist.scheduler import LoadFileScheduling
