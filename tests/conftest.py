@@ -43,7 +43,9 @@ def pytest_xdist_make_scheduler(config, log):
     warehouse (the session fixture value_warehouse: a Flink run and a dbt build, a minute and a
     half) count as one file, so one worker builds it. (xdist_group marks would say this, but
     pytest-xdist 3.8.0 cannot apply them under pytest 9.2, which no longer reads Item._nodeid:
-    pytest-dev/pytest-xdist#1386, open.)"""
+    pytest-dev/pytest-xdist#1386, open.) _split_scope is pytest-xdist's own (private) way to name
+    a test's unit of work, as its LoadFileScheduling overrides it; tested with 3.8.0, pinned in
+    requirements/app.lock."""
     if config.getvalue("dist") != "loadfile":
         return None
     from xdist.scheduler import LoadFileScheduling
@@ -140,4 +142,3 @@ def new_topics(kafka):
 def warehouse_url(tmp_path) -> str:
     """A fresh embedded warehouse folder for one test."""
     return f"chdb://{tmp_path / 'warehouse'}"
-
