@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from tests.conftest import make_settings
-from yieldmeter.transform import run_dbt
+from yieldmeter.transform import dbt_dir, run_dbt
 from yieldmeter.warehouse import (
     ENGINE_OPTIONS, Migration, WarehouseBusy, WarehouseError, applied_migrations, connect, load_migrations, migrate,
     open_warehouse, redact, rollback,
@@ -49,7 +49,7 @@ def test_dbt_builds_with_the_threads_of_the_setting(tmp_path, threads):
     with open_warehouse(settings.warehouse_url) as client:
         migrate(client)
     assert run_dbt(settings, ["run", "--select", "stg_budgets"]).success
-    log = (tmp_path / "state" / "dbt" / "logs" / "dbt.log").read_text()
+    log = (dbt_dir(settings) / "logs" / "dbt.log").read_text()
     assert f"Concurrency: {threads} threads (target='embedded')" in log
 
 
