@@ -8,30 +8,41 @@ group by {{ columns | join(', ') }}
 having rows > 1
 {% endtest %}
 
-{# sum(expression) over the model equals sum(compare_expression) over compare_model, exactly
-   (decimals are exact, so money must reconcile to the last digit). Returns the two sums when
-   they differ. `by` (the model's key, compare_by the compare model's; default the same): in a
-   scheduled build, both sums are over the keys this build rebuilt (rebuilt_keys, by the key's
-   name: session_key, outcome_id, week or else a day), e.g. the rebuilt days of a mart by day; the
-   compare model's rows of those keys (but for weeks: a rebuilt week has days that were not) lie on
-   its rebuilt days (rebuilt_rows with days_only), which its sorting key finds without reading
-   every row. #}
-{% test reconciles_with(model, expression, compare_model, compare_expression=none, where=none, compare_where=none,
-                        by=none, compare_by=none) %}
+{# Each sum over the model equals its sum over compare_model, exactly (decimals are exact, so money
+   must reconcile to the last digit). `sums` maps an expression over the model to the expression
+   over compare_model it must sum to, all summed in one pass of each model (one test, not one per
+   sum: a refresh's dbt work and reads grow with its tests). Returns a row per sum that differs:
+   the model's expression and both totals. `by` (the model's key, compare_by the compare model's;
+   default the same): in a scheduled build, both sums are over the keys this build rebuilt
+   (rebuilt_keys, by the key's name: session_key, outcome_id, week or else a day), e.g. the
+   rebuilt days of a mart by day; the compare model's rows of those keys (but for weeks: a rebuilt
+   week has days that were not) lie on its rebuilt days (rebuilt_rows with days_only), which its
+   sorting key finds without reading every row. #}
+{% test reconciles_with(model, compare_model, sums, compare_where=none, by=none, compare_by=none) %}
 {%- set keys = rebuilt_keys(by, compare_model) if by else none -%}
-{%- set left = [where, by ~ ' in (' ~ keys ~ ')' if keys else none] | select | list -%}
+{%- set left = [by ~ ' in (' ~ keys ~ ')' if keys else none] | select | list -%}
 {%- set right = [compare_where, (compare_by or by) ~ ' in (' ~ keys ~ ')' if keys else none,
                   rebuilt_rows(compare_model, days_only=true) if keys and by != 'week' else none] | select | list -%}
 with left_side as (
-    select sum({{ expression }}) as total from {{ model }} {% if left %}where {{ left | join(' and ') }}{% endif %}
+    select {% for e in sums %}sum({{ e }}) as total_{{ loop.index }}{{ ', ' if not loop.last }}{% endfor %}
+    from {{ model }} {% if left %}where {{ left | join(' and ') }}{% endif %}
 ),
 right_side as (
-    select sum({{ compare_expression or expression }}) as total
+    select {% for e in sums.values() %}sum({{ e }}) as total_{{ loop.index }}{{ ', ' if not loop.last }}{% endfor %}
     from {{ compare_model }} {% if right %}where {{ right | join(' and ') }}{% endif %}
+),
+both_sides as (
+    select
+        [{% for e in sums %}'{{ e | replace("'", "\\'") }}'{{ ', ' if not loop.last }}{% endfor %}] as sums_of,
+        [{% for e in sums %}toString(l.total_{{ loop.index }}){{ ', ' if not loop.last }}{% endfor %}] as model_totals,
+        [{% for e in sums %}toString(r.total_{{ loop.index }}){{ ', ' if not loop.last }}{% endfor %}] as compare_totals,
+        [{% for e in sums %}l.total_{{ loop.index }} != r.total_{{ loop.index }}{{ ', ' if not loop.last }}{% endfor %}] as differences
+    from left_side as l cross join right_side as r
 )
-select l.total as model_total, r.total as compare_total
-from left_side as l cross join right_side as r
-where l.total != r.total
+select sum_of, model_total, compare_total
+from both_sides
+array join sums_of as sum_of, model_totals as model_total, compare_totals as compare_total, differences as differs
+where differs
 {% endtest %}
 
 {# Every value lies in [min_value, max_value] (nulls pass; not_null is its own test). #}
