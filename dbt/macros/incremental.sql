@@ -59,6 +59,27 @@
     {{ return(adapter.get_relation(database=near.database, schema=near.schema, identifier=name)) }}
 {%- endmacro %}
 
+{# When this build started (dbt's run_started_at, UTC, to the millisecond), as the ledger
+   (int_incremental_builds.built_at) and the scope's attempt rows (int_rebuild_scope) write it. #}
+{% macro build_started_at() -%}
+    {{- run_started_at.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] -}}
+{%- endmacro %}
+
+{# The core marts' pre-hook. int_rebuild_scope compares this build's outcomes with the previous
+   build's fct_ marts, so a build that rebuilds one of them without building the scope first (a
+   --select build that leaves int_rebuild_scope out: the mart is rebuilt for an earlier build's
+   scope, or whole) changes what the next build compares with. It writes this build's start to
+   the scope as an attempt, so the next build sees an unfinished build and rebuilds every key. A
+   build that built the scope has written that row already. #}
+{% macro record_scope_attempt() -%}
+    {%- set scope = relation_named('int_rebuild_scope') if execute else none -%}
+    {%- if scope is not none -%}
+        insert into {{ scope }} (kind, key)
+        select 'attempt', '{{ build_started_at() }}'
+        where '{{ build_started_at() }}' not in (select key from {{ scope }} where kind = 'attempt')
+    {%- endif -%}
+{%- endmacro %}
+
 {# The ledger of incremental builds (int_incremental_builds), when it exists and this build is
    incremental; none on a full build (no ledger yet, --full-refresh: every key is rebuilt). Read by
    name, not ref(): it is written at the end of a build, from the models that read this scope.

@@ -12,5 +12,5 @@
 {% set selected = selected_resources | default([]) %}
 {% set built_all = (selected | length == 0) or (incremental_models | reject('in', selected | map('replace', 'model.' ~ project_name ~ '.', '') | list) | list | length == 0) %}
 
-select toDateTime64('{{ run_started_at.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] }}', 3, 'UTC') as built_at
+select toDateTime64('{{ build_started_at() }}', 3, 'UTC') as built_at
 {% if not built_all %}where false{% endif %}

@@ -30,7 +30,7 @@
                                       ~ "(select toString(max(built_at)) from " ~ ledger ~ ")").rows[0][0] %}
     {% endif %}
 {% endif %}
-{% set attempt = run_started_at.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] %}
+{% set attempt = build_started_at() %}
 {% set changed_outcomes %}(select key from {{ ref('int_changed_keys') }} where kind = 'outcome_id'){% endset %}
 
 select 'attempt' as kind, '{{ attempt }}' as key
