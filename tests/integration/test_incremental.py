@@ -4,8 +4,10 @@ session, one bridges two sessions, one starts its own), late outcomes, re-delive
 outcomes and sessions, an outcome delivered again with another verdict or on another day, a call
 delivered again under another session id, an outcome taken by a later session of another key, a
 price published for calls stored unpriced, a back-dated discount, an app whose outcome type
-changes, a build that does not finish and a --select build of marts without their scope; then
-`--full-refresh` over the same data. Every row of every incremental model must be the same.
+changes, a build that does not finish and a --select build of marts without their scope. After
+the first incremental build, after the repricing and at the end, every row of every incremental
+model must be what a `--full-refresh` of the same data gives (a build that rebuilds every key, as
+the unfinished ones cause, would otherwise hide what the builds before it got wrong).
 
 Rows are inserted as the ingest stores them (test_repricing's helpers); `_ingested_at` is the
 insert time, which is what the incremental builds read. The look-back margin is 0 here, so each
@@ -130,6 +132,16 @@ def snapshot(settings) -> dict[str, list[tuple]]:
                 for m in INCREMENTAL[2:]}
 
 
+def assert_equals_a_full_build(settings) -> None:
+    """Every row of every incremental model is what a --full-refresh of the same data gives (the
+    next incremental builds then start from that one)."""
+    incremental = snapshot(settings)
+    build(settings, "--full-refresh", tests=False)
+    full = snapshot(settings)
+    for model in full:
+        assert incremental[model] == full[model], model
+
+
 def first_build(tmp_path, days: int) -> tuple:
     """A migrated warehouse with the catalog and `days` days of traffic, built once."""
     settings = make_settings(tmp_path / "state")
@@ -173,6 +185,9 @@ def test_incremental_builds_equal_a_full_build(tmp_path):
         scoped, keys = client.query("SELECT (SELECT countIf(kind = 'session_key') FROM int_rebuild_scope), "
                                     "(SELECT uniqExact(session_key) FROM fct_calls)").result_rows[0]
         assert 0 < scoped < keys  # the build rebuilt some session keys, not all of them
+    assert_equals_a_full_build(settings)
+
+    with open_warehouse(settings.warehouse_url) as client:
         w.client = client
         # repricing: acme-llm-1's first price (its calls were stored unpriced) and a discount for
         # globex back-dated to November
@@ -189,6 +204,7 @@ def test_incremental_builds_equal_a_full_build(tmp_path):
         w.outcome("o-acme-u0-support-bot-d1s0", DAY0 + timedelta(days=1, hours=9, minutes=8), "acme", "acme-u0",
                   "support-bot", session_id="acme-u0-support-bot-d1s0", success=False)
     build(settings)
+    assert_equals_a_full_build(settings)
 
     # a build that gets past int_rebuild_scope and does not finish (here a --select build; a failed
     # test does the same) leaves marts that the next build cannot compare with: that one rebuilds every key
@@ -241,12 +257,7 @@ def test_incremental_builds_equal_a_full_build(tmp_path):
     assert sorted(failures) == ["expression_is_true_fct_sessions_calls_stored_calls", "fct_sessions_reconciles_with_calls"]
     assert "Got 2 results" in failures["fct_sessions_reconciles_with_calls"]  # cost and tokens; late calls agree
 
-    incremental = snapshot(settings)
-
-    build(settings, "--full-refresh", tests=False)  # (that session fails the same tests)
-    full = snapshot(settings)
-    for model in full:
-        assert incremental[model] == full[model], model
+    assert_equals_a_full_build(settings)  # (without its tests: that session fails the same ones)
 
     # what the sequence exercised
     with open_warehouse(settings.warehouse_url) as client:
