@@ -219,13 +219,15 @@ class CallLog:
 
 async def worker(ym: YieldmeterLogger, team: str, log: CallLog, stop: threading.Event, delay_s: float) -> None:
     while not stop.is_set():
+        # the time before the check: the controls' consumer thread may land the block (and record
+        # its time) between a check that read the state before it and the next line
+        admitted = time.monotonic()
         try:
             ym.check(team=team)
         except BudgetRefused:
             log.refused.append(time.monotonic())
             await asyncio.sleep(0.1)
             continue
-        admitted = time.monotonic()
         response = await litellm.acompletion(model="gpt-4o", messages=MESSAGES, mock_response=RESPONSE,
                                              mock_delay=delay_s, metadata={"team": team})
         log.admitted.append((admitted, time.monotonic(), response._hidden_params["litellm_call_id"]))
