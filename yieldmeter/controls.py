@@ -58,6 +58,11 @@ class ControlsSettings(BaseSettings):
     wait_s: float = Field(
         10, ge=0, description="At start, wait this long for the controls topic to be read before the first decision."
     )
+    withdraw_after_s: float = Field(
+        2, ge=0, description="A tombstone withdraws its budget's control only if no record of that budget follows "
+        "within this long: the controls job's upsert stream sends one before each update of a control (its join "
+        "retracts the old row first), and dropping a block for that instant would admit calls.",
+    )
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,7 @@ class ControlsCache:
         self.topic = topic or self.settings.topic_controls
         self.on_update = on_update
         self._controls: dict[str, dict[str, Control]] = {}  # org_id -> budget_id -> control
+        self._withdrawals: dict[str, float] = {}  # budget_id -> monotonic time its tombstone takes effect
         self._lock = threading.Lock()
         self._throttles: dict[str, deque[float]] = {}
         self._loaded = threading.Event()
@@ -141,6 +147,7 @@ class ControlsCache:
                         continue
                     self._last_contact = time.monotonic()
                     self._apply(message.key(), message.value())
+                self._withdraw_due()
                 if time.monotonic() >= next_contact:  # is a broker still answering? (a quiet topic says nothing)
                     self._consumer.list_topics(self.topic, timeout=min(5, self.options.stale_after_s))
                     self._last_contact = time.monotonic()
@@ -164,12 +171,31 @@ class ControlsCache:
                 log.warning("skipped a record of %s (key %s): %s", self.topic, budget_id, error)
                 return
         with self._lock:
+            if control is None:  # withdrawn by _withdraw_due unless a record of the budget follows
+                # (while the topic is first read no call is decided: at the end of the batch)
+                delay = self.options.withdraw_after_s if self._loaded.is_set() else 0
+                self._withdrawals.setdefault(budget_id, time.monotonic() + delay)
+                return
+            self._withdrawals.pop(budget_id, None)
             for by_id in self._controls.values():
                 by_id.pop(budget_id, None)
-            if control is not None:
-                self._controls.setdefault(control.org_id, {})[budget_id] = control
+            self._controls.setdefault(control.org_id, {})[budget_id] = control
         if self.on_update is not None:
             self.on_update(budget_id, control)
+
+    def _withdraw_due(self) -> None:
+        """Withdraw the controls whose tombstone no record has followed for withdraw_after_s."""
+        now, withdrawn = time.monotonic(), []
+        with self._lock:
+            for budget_id, due in list(self._withdrawals.items()):
+                if due <= now:
+                    del self._withdrawals[budget_id]
+                    for by_id in self._controls.values():
+                        by_id.pop(budget_id, None)
+                    withdrawn.append(budget_id)
+        if self.on_update is not None:
+            for budget_id in withdrawn:
+                self.on_update(budget_id, None)
 
     # --- decisions -----------------------------------------------------------------------------
 

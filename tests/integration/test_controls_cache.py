@@ -50,7 +50,7 @@ def test_the_strictest_applicable_control_decides(settings, new_topics):
         ("junk", b"{not a control"),  # skipped, with a warning
     ])
     updates = []
-    cache = ControlsCache(config, ControlsSettings(), on_update=lambda key, c: updates.append(key))
+    cache = ControlsCache(config, ControlsSettings(withdraw_after_s=5), on_update=lambda key, c: updates.append(key))
     try:
         assert cache.wait_ready(30) and cache.available
         blocked = cache.decide("acme", "support", "u1", "bot")
@@ -74,7 +74,34 @@ def test_the_strictest_applicable_control_decides(settings, new_topics):
         while cache.decide("acme", "support", "u1", "bot").state != "warn" and time.monotonic() < deadline:
             time.sleep(0.05)
         assert cache.decide("acme", "support", "u1", "bot").allowed
+        # the tombstone takes effect once no record of its budget followed for withdraw_after_s
+        assert not cache.decide("acme", "eng", "u1", "bot", api_key="k1").allowed
+        deadline = time.monotonic() + 15
+        while not cache.decide("acme", "eng", "u1", "bot", api_key="k1").allowed and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert cache.decide("acme", "eng", "u1", "bot", api_key="k1").allowed
         assert updates.count("spend/acme/api_key=k1/month") == 2
+    finally:
+        cache.close()
+
+
+def test_a_tombstone_followed_by_the_next_state_never_lifts_a_block(settings, new_topics):
+    """The controls job's upsert stream sends a tombstone before each update of a control (its
+    LEFT JOIN retracts the old row first): the block must hold through it, not admit calls."""
+    (topic,) = new_topics(config=topic_layout()["controls"]["config"])
+    config = settings.model_copy(update={"topic_controls": topic})
+    budget_id = "spend/acme/team=support/month"
+    send(config, [(budget_id, control(budget_id, "block", team="support"))])
+    updates = []
+    cache = ControlsCache(config, ControlsSettings(), on_update=lambda key, c: updates.append(c and c.state))
+    try:
+        assert cache.wait_ready(30) and cache.available
+        for _ in range(3):
+            send(config, [(budget_id, None), (budget_id, control(budget_id, "block", team="support"))])
+            deadline = time.monotonic() + 1
+            while time.monotonic() < deadline:
+                assert not cache.decide("acme", "support", "u1", "bot").allowed
+                time.sleep(0.01)
+        assert updates == ["block"] * 4  # no withdrawal in between
     finally:
         cache.close()
