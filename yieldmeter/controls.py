@@ -177,11 +177,15 @@ class ControlsCache:
                 self._withdrawals.setdefault(budget_id, time.monotonic() + delay)
                 return
             self._withdrawals.pop(budget_id, None)
-            for by_id in self._controls.values():
-                by_id.pop(budget_id, None)
+            self._forget(budget_id)
             self._controls.setdefault(control.org_id, {})[budget_id] = control
         if self.on_update is not None:
             self.on_update(budget_id, control)
+
+    def _forget(self, budget_id: str) -> None:
+        """Drop the budget's control, whichever org holds it (call with the lock held)."""
+        for by_id in self._controls.values():
+            by_id.pop(budget_id, None)
 
     def _withdraw_due(self) -> None:
         """Withdraw the controls whose tombstone no record has followed for withdraw_after_s."""
@@ -190,8 +194,7 @@ class ControlsCache:
             for budget_id, due in list(self._withdrawals.items()):
                 if due <= now:
                     del self._withdrawals[budget_id]
-                    for by_id in self._controls.values():
-                        by_id.pop(budget_id, None)
+                    self._forget(budget_id)
                     withdrawn.append(budget_id)
         if self.on_update is not None:
             for budget_id in withdrawn:
