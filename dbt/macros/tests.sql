@@ -45,27 +45,21 @@ array join sums_of as sum_of, model_totals as model_total, compare_totals as com
 where differs
 {% endtest %}
 
-{# Every value lies in [min_value, max_value] (nulls pass; not_null is its own test). #}
-{% test between(model, column_name, min_value=none, max_value=none) %}
-select {{ column_name }} as value
-from {{ model }}
-where {{ column_name }} is not null
-  and ({% if min_value is not none %}{{ column_name }} < {{ min_value }}{% else %}false{% endif %}
-       or {% if max_value is not none %}{{ column_name }} > {{ max_value }}{% else %}false{% endif %})
-{% endtest %}
-
-{# Every value matches the regular expression (re2 syntax, as ClickHouse's match()). #}
-{% test matches_pattern(model, column_name, pattern) %}
-select {{ column_name }} as value
-from {{ model }}
-where not match(toString({{ column_name }}), '{{ pattern }}')
-{% endtest %}
-
-{# Every row satisfies the boolean SQL expression. #}
-{% test expression_is_true(model, expression, where=none, column_name=none) %}
-select *
-from {{ model }}
-where not ({{ expression }}) {% if where %}and ({{ where }}){% endif %}
+{# Every row satisfies each rule, a boolean SQL expression over one row: a model's row rules (a
+   column not null, in a list of values, in a range, columns agreeing with each other) checked in one
+   pass, as one test: each test is a node of dbt's work and a read of the rows, in every refresh
+   (`yieldmeter run`'s builds). A rule that gives NULL passes, as in dbt's accepted_values and expression_is_true. Returns a row per rule
+   that fails: the rule and how many rows break it. #}
+{% test row_rules(model, rules) %}
+select rule, failing_rows
+from (
+    select
+        [{% for r in rules %}'{{ r | replace("\\", "\\\\") | replace("'", "\\'") }}'{{ ', ' if not loop.last }}{% endfor %}] as rules_checked,
+        [{% for r in rules %}countIf(not ({{ r }})){{ ', ' if not loop.last }}{% endfor %}] as failing
+    from {{ model }}
+)
+array join rules_checked as rule, failing as failing_rows
+where failing_rows > 0
 {% endtest %}
 
 {# dbt's relationships test (every value of the column is a value of `field` in `to`), in place
