@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from support import PROJECT_ROOT, run_with_peak_rss  # noqa: E402
 
 from yieldmeter.config import Settings  # noqa: E402
-from yieldmeter.transform import SCHEDULED_BUILD, transform as build  # noqa: E402
+from yieldmeter.transform import SCHEDULED_BUILD, ScheduledBuilds, transform as build  # noqa: E402
 from yieldmeter.warehouse import migrate, open_warehouse  # noqa: E402
 
 DAYS = 28
@@ -199,12 +199,13 @@ def cycles(work: Path, first: int, new: int, count: int) -> list[float]:
     with open_warehouse(settings.warehouse_url) as client:  # held open, as by yieldmeter run
         parsed = build(settings, ["parse", "--quiet", *no_lookback], keep_manifest=True)  # as yieldmeter run starts
         print(f"  the project parsed once, before the first refresh (as yieldmeter run): {parsed.seconds:.1f}s")
+        scheduled_build = ScheduledBuilds(settings, [*no_lookback, "--quiet"])
         for cycle in range(count):
             fill(client, new, first=first, days=(DAYS - 2, DAYS))
             first = next_session(first + new)
             settle(client)
             Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM
-            run = build(settings, [*SCHEDULED_BUILD, *no_lookback, "--quiet"], keep_manifest=True)
+            run = scheduled_build()
             peak_kb = int(next(line for line in Path("/proc/self/status").read_text().splitlines()
                                if line.startswith("VmHWM:")).split()[1])
             if not run.success:

@@ -26,7 +26,7 @@ from tests.integration.test_repricing import (
     BACKDATED, MODELS, NEW_PRICE, SEEDED_AT, expected_pricing, publish, store_calls, stream_call, usage,
 )
 from yieldmeter.prices import build_catalog, price_for
-from yieldmeter.transform import run_dbt
+from yieldmeter.transform import ScheduledBuilds, run_dbt
 from yieldmeter.warehouse import migrate, open_warehouse
 
 pytestmark = pytest.mark.integration
@@ -327,3 +327,32 @@ def test_a_scheduled_build_tests_the_rows_it_rebuilt(tmp_path):
     assert not unique_fails("--exclude", "tag:full_history") and unique_fails()
     duplicate(3)
     assert unique_fails("--exclude", "tag:full_history")
+
+
+def test_yieldmeter_runs_builds_leave_the_views_out_after_one_succeeded(tmp_path):
+    """yieldmeter run's builds (transform.ScheduledBuilds): the first builds the views, the next
+    leave them out but still run their tests; a build that fails (here: a view dropped behind the
+    process's back) makes the next one build them again."""
+    settings, w = first_build(tmp_path, days=1)
+    builds = ScheduledBuilds(settings, VARS)
+
+    def views_and_tests(run) -> tuple[list[str], list[str]]:
+        assert run.results, "nothing ran"
+        views = sorted(r.node.name for r in run.results if r.node.resource_type == "model" and r.node.config.materialized == "view")
+        return views, sorted(r.node.name for r in run.results if r.node.resource_type == "test")
+
+    first = builds()
+    assert first.success, first.failures()
+    views, tests = views_and_tests(first)
+    assert "stg_outcomes" in views and "int_app_outcome_types" in views
+    assert any("int_app_outcome_types" in t for t in tests)  # a test of a view
+    second = builds()
+    assert second.success, second.failures()
+    assert views_and_tests(second) == ([], tests)
+
+    with open_warehouse(settings.warehouse_url) as client:
+        client.command("DROP VIEW stg_outcomes")
+    assert not builds().success
+    again = builds()
+    assert again.success, again.failures()
+    assert views_and_tests(again) == (views, tests)

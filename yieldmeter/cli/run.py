@@ -26,13 +26,15 @@ def transform_hook(config, every_s: float):
     """dbt build on the warehouse every ``every_s`` seconds, and once more when a bounded run ends.
     Incremental (dbt/README.md): each build rebuilds what was ingested since the last one, and
     leaves out what would cost the whole history again (SCHEDULED_BUILD): `yieldmeter transform`
-    runs those tests."""
+    runs those tests. After a build that succeeded, the views are left out too until one fails
+    (SCHEDULED_BUILD_WITHOUT_VIEWS): they cannot have changed."""
     import time
 
-    from yieldmeter.transform import SCHEDULED_BUILD, transform
+    from yieldmeter.transform import ScheduledBuilds, transform
 
     last = [time.monotonic()]
     parsed = [False]
+    scheduled_build = ScheduledBuilds(config, ["--quiet"])
 
     def hook(client, state):
         if not parsed[0]:
@@ -44,7 +46,7 @@ def transform_hook(config, every_s: float):
         if state.job != "finished" and time.monotonic() - last[0] < every_s:
             return None
         last[0] = time.monotonic()
-        result = transform(config, [*SCHEDULED_BUILD, "--quiet"], keep_manifest=True)
+        result = scheduled_build()
         return f"dbt build {'ok' if result.success else 'FAILED'} in {result.seconds:.0f}s"
 
     return hook
