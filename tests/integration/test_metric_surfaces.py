@@ -20,7 +20,7 @@ import pytest
 
 from tests.conftest import make_settings
 from tests.integration.alerts_support import run_rule
-from tests.integration.fortnight import NOW, START, fill_warehouse, store_budgets
+from tests.integration.fortnight import NOW, START, TOKENMAXXER, fill_warehouse, store_budgets
 from yieldmeter.budgets import load_budget_file
 from yieldmeter.cli.demo import EXAMPLE_BUDGETS
 from yieldmeter import report_queries as q
@@ -169,3 +169,22 @@ def test_the_documented_query_shows_the_marts_cost_per_outcome(warehouse):
         rows = client.query(query, settings={"readonly": 2}).result_rows  # as `yieldmeter sql` runs it
     assert {(org, app, kind): metric for org, app, kind, *_, metric in rows} == {
         k: s.metric for k, s in want.items() if k[2]}
+
+
+def test_the_demos_tokenmaxxing_answer_names_the_latest_week_with_a_flag(warehouse):
+    """Just after Monday 00:00 UTC the newest week holds an hour of data: shown in the mart, not
+    judged (tokenmaxxing_min_days), so it has no flag. The demo's answer still names the planted
+    tokenmaxxer, with the week it was flagged in."""
+    settings, *_ = warehouse
+    org, team, user, app = TOKENMAXXER
+    flagged_week = (START + timedelta(days=7)).date()
+    with open_warehouse(settings.warehouse_url) as client:
+        answer = next(a for a in _answers(client) if a.startswith("Tokenmaxxing:"))
+        assert f"{user} on {app}" in answer and f"week of {flagged_week:%b %d}" in answer
+        client.command("INSERT INTO tokenmaxxing_signals SELECT * REPLACE (week + 7 AS week, false AS is_flagged, "
+                       "toUInt8(1) AS days_of_data) FROM tokenmaxxing_signals WHERE week = (SELECT max(week) "
+                       "FROM tokenmaxxing_signals)")
+        try:
+            assert next((a for a in _answers(client) if a.startswith("Tokenmaxxing:")), None) == answer
+        finally:
+            client.command(f"DELETE FROM tokenmaxxing_signals WHERE week > '{flagged_week}'")

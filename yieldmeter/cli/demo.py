@@ -163,18 +163,21 @@ def _answers(client) -> list[str]:
         answers.append(f"A successful {outcome_type.replace('_', ' ')} in {org}'s {app} costs {cost} "
                        f"({successes:,} of them), the dearest outcome here; {float(idle[0][0] or 0):.0%} of all "
                        "tokens went into sessions that produced no outcome at all.")
-    # Every flagged user of the latest week, strongest evidence (largest outcome shortfall) first.
+    # Every flagged user of the latest week with a flag, strongest evidence (largest outcome shortfall)
+    # first. Not simply the latest week: a week of a day or two is shown but not judged
+    # (tokenmaxxing_min_days), so just after Monday 00:00 UTC the newest week has no flag.
     flagged = client.query("""
-        SELECT entity_id, app, total_tokens, peer_median_tokens, outcome_yield, peer_median_yield
+        SELECT week, entity_id, app, total_tokens, peer_median_tokens, outcome_yield, peer_median_yield
         FROM tokenmaxxing_signals
-        WHERE is_flagged AND entity_type = 'user' AND week = (SELECT max(week) FROM tokenmaxxing_signals)
+        WHERE is_flagged AND entity_type = 'user'
+          AND week = (SELECT max(week) FROM tokenmaxxing_signals WHERE is_flagged AND entity_type = 'user')
         ORDER BY shortfall_z ASC, total_tokens DESC""").result_rows
     if flagged:
         who = "; ".join(f"{user} on {app}: {tokens / max(peer, 1):.0f}x the peer median tokens at "
                         f"{float(yield_ or 0):.1f} outcomes per 1M tokens (peers {float(peer_yield or 0):.1f})"
-                        for user, app, tokens, peer, yield_, peer_yield in flagged[:3])
-        answers.append(f"Tokenmaxxing: {len(flagged)} user(s) flagged this week for high or rising tokens at a low "
-                       f"outcome yield; the clearest — {who}.")
+                        for _, user, app, tokens, peer, yield_, peer_yield in flagged[:3])
+        answers.append(f"Tokenmaxxing: {len(flagged)} user(s) flagged in the week of {flagged[0][0]:%b %d} for high or "
+                       f"rising tokens at a low outcome yield; the clearest — {who}.")
     overkill = client.query("""
         SELECT org_id, app, model, cheaper_model, estimated_saving_usd FROM model_overkill
         WHERE is_overkill ORDER BY estimated_saving_usd DESC LIMIT 1""").result_rows
