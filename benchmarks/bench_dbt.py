@@ -26,7 +26,8 @@ which the next build's deletes would wait for; printed when they take a second o
   4. the refresh as `yieldmeter run` makes it, what the 10 s target is about: in one process that
      keeps the warehouse open, CYCLES times: N new calls are stored, the merges their inserts
      started are let finish (the builds of `yieldmeter run` are minutes apart), and the scheduled
-     build runs as its hook runs it (the project parsed once, as the process starts). dbt's
+     build runs as its hook runs it (transform.ScheduledBuilds: the project parsed once, as the
+     process starts; the views built by the first refresh, left out after it). dbt's
      seconds and the process's peak RSS during the build (VmHWM, reset before each). The builds
      run back to back, so the look-back margin (var incremental_lookback_minutes) is 0: with its
      10 minutes each build would take in every earlier batch of the run too.

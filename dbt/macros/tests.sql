@@ -48,8 +48,8 @@ where differs
 {# Every row satisfies each rule, a boolean SQL expression over one row: a model's row rules (a
    column not null, in a list of values, in a range, columns agreeing with each other) checked in one
    pass, as one test: each test is a node of dbt's work and a read of the rows, in every refresh
-   (`yieldmeter run`'s builds). A rule that gives NULL passes, as in dbt's accepted_values and expression_is_true. Returns a row per rule
-   that fails: the rule and how many rows break it. #}
+   (`yieldmeter run`'s builds). A rule that gives NULL passes, as in dbt's accepted_values and
+   expression_is_true. Returns a row per rule that fails: the rule and how many rows break it. #}
 {% test row_rules(model, rules) %}
 select rule, failing_rows
 from (

@@ -27,7 +27,7 @@ def transform_hook(config, every_s: float):
     Incremental (dbt/README.md): each build rebuilds what was ingested since the last one, and
     leaves out what would cost the whole history again (SCHEDULED_BUILD): `yieldmeter transform`
     runs those tests. After a build that succeeded, the views are left out too until one fails
-    (SCHEDULED_BUILD_WITHOUT_VIEWS): they cannot have changed."""
+    (transform.ScheduledBuilds): they cannot have changed under the running process."""
     import time
 
     from yieldmeter.transform import ScheduledBuilds, transform
