@@ -333,7 +333,7 @@ def test_yieldmeter_runs_builds_leave_the_views_out_after_one_succeeded(tmp_path
     """yieldmeter run's builds (transform.ScheduledBuilds): the first builds the views, the next
     leave them out but still run their tests; a build that fails (here: a view dropped behind the
     process's back) makes the next one build them again."""
-    settings, w = first_build(tmp_path, days=1)
+    settings, _ = first_build(tmp_path, days=1)
     builds = ScheduledBuilds(settings, VARS)
 
     def views_and_tests(run) -> tuple[list[str], list[str]]:

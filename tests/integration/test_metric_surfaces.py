@@ -176,7 +176,7 @@ def test_the_demos_tokenmaxxing_answer_names_the_latest_week_with_a_flag(warehou
     judged (tokenmaxxing_min_days), so it has no flag. The demo's answer still names the planted
     tokenmaxxer, with the week it was flagged in."""
     settings, *_ = warehouse
-    org, team, user, app = TOKENMAXXER
+    *_, user, app = TOKENMAXXER
     flagged_week = (START + timedelta(days=7)).date()
     with open_warehouse(settings.warehouse_url) as client:
         answer = next(a for a in _answers(client) if a.startswith("Tokenmaxxing:"))
