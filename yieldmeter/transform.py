@@ -52,6 +52,7 @@ SCHEDULED_BUILD = ("build", "--exclude-resource-type", "unit_test", "--exclude",
 # a view is its SQL alone, and the project does not change under a running process (it keeps the
 # parsed manifest), so building one again re-creates the same view, a dbt node of work each build.
 # Their tests still run ("empty" indirect selection: excluding a model would exclude its tests).
+# The selector is a second value of SCHEDULED_BUILD's last option, --exclude.
 SCHEDULED_BUILD_WITHOUT_VIEWS = (*SCHEDULED_BUILD, "config.materialized:view,resource_type:model",
                                  "--indirect-selection", "empty")
 # The tables the models read; a warehouse without them has not been migrated.

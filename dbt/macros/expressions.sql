@@ -23,3 +23,9 @@
 {% macro asof_time(column, id=none) -%}
     (bitShiftLeft(toUInt128(toUnixTimestamp64Milli({{ column }})), 64) + {{ 'cityHash64(' ~ id ~ ')' if id else '18446744073709551615' }})
 {%- endmacro %}
+
+{# A text as a ClickHouse string literal (backslashes and quotes escaped): e.g. a test's own SQL
+   expressions, returned as the names of what failed. #}
+{% macro sql_string(text) -%}
+    '{{ text | replace("\\", "\\\\") | replace("'", "\\'") }}'
+{%- endmacro %}

@@ -33,7 +33,7 @@ right_side as (
 ),
 both_sides as (
     select
-        [{% for e in sums %}'{{ e | replace("'", "\\'") }}'{{ ', ' if not loop.last }}{% endfor %}] as sums_of,
+        [{% for e in sums %}{{ sql_string(e) }}{{ ', ' if not loop.last }}{% endfor %}] as sums_of,
         [{% for e in sums %}toString(l.total_{{ loop.index }}){{ ', ' if not loop.last }}{% endfor %}] as model_totals,
         [{% for e in sums %}toString(r.total_{{ loop.index }}){{ ', ' if not loop.last }}{% endfor %}] as compare_totals,
         [{% for e in sums %}l.total_{{ loop.index }} != r.total_{{ loop.index }}{{ ', ' if not loop.last }}{% endfor %}] as differences
@@ -54,7 +54,7 @@ where differs
 select rule, failing_rows
 from (
     select
-        [{% for r in rules %}'{{ r | replace("\\", "\\\\") | replace("'", "\\'") }}'{{ ', ' if not loop.last }}{% endfor %}] as rules_checked,
+        [{% for r in rules %}{{ sql_string(r) }}{{ ', ' if not loop.last }}{% endfor %}] as rules_checked,
         [{% for r in rules %}countIf(not ({{ r }})){{ ', ' if not loop.last }}{% endfor %}] as failing
     from {{ model }}
 )
