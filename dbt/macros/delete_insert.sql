@@ -45,11 +45,12 @@
         {% endif %}
     {% endif %}
 
-    {# on_schema_change 'fail': the same names and types, or the table is rebuilt with --full-refresh #}
+    {# on_schema_change 'fail': the same names and types, or the table is rebuilt with --full-refresh
+       (data_type: the whole type; dtype leaves out Nullable and LowCardinality) #}
     {%- set dest_columns = adapter.get_columns_in_relation(existing_relation) -%}
     {%- set existing, built = [], [] -%}
-    {%- for column in dest_columns -%}{%- do existing.append(column.name ~ ' ' ~ column.dtype) -%}{%- endfor -%}
-    {%- for column in built_columns -%}{%- do built.append(column.name ~ ' ' ~ column.dtype) -%}{%- endfor -%}
+    {%- for column in dest_columns -%}{%- do existing.append(column.name ~ ' ' ~ column.data_type) -%}{%- endfor -%}
+    {%- for column in built_columns -%}{%- do built.append(column.name ~ ' ' ~ column.data_type) -%}{%- endfor -%}
     {% if existing | sort != built | sort %}
         {% do adapter.drop_relation(new_data_relation) %}
         {{ exceptions.raise_compiler_error(
