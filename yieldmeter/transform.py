@@ -48,7 +48,7 @@ DBT_COMMANDS = frozenset({
 # that read every stored row again (tag full_history, dbt_project.yml): a refresh costs what is
 # new. `yieldmeter transform` runs everything.
 SCHEDULED_BUILD = ("build", "--exclude-resource-type", "unit_test", "--exclude", "tag:full_history")
-# ... and once one has succeeded, the views too (staging, int_calls_priced, int_app_outcome_types):
+# ... and once one has succeeded, the views too (staging, int_calls_priced):
 # a view is its SQL alone, and the project does not change under a running process (it keeps the
 # parsed manifest), so building one again re-creates the same view, a dbt node of work each build.
 # Their tests still run ("empty" indirect selection: excluding a model would exclude its tests).

@@ -178,7 +178,7 @@
         union distinct
         select toDate(started_at) from {{ ref('int_sessions_merged') }} where session_key in {{ keys }}
         union distinct
-        select toDate(occurred_at) from {{ ref('stg_outcomes') }} where outcome_id in {{ outcome_ids }}
+        select toDate(occurred_at) from {{ ref('int_outcome_attribution') }} where outcome_id in {{ outcome_ids }}
         {%- for name, relation in previous.items() if relation is not none %}
         union distinct
         select day from {{ relation }} where {{ 'session_key in ' ~ keys if name == 'fct_sessions' else 'outcome_id in ' ~ outcome_ids }}

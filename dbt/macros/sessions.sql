@@ -1,9 +1,10 @@
 {# Each session of the keys a mart rebuilds (every session on a full build) with the outcomes
-   attributed to it (int_outcome_attribution), its outcome type (its first outcome's, else its
-   app's: int_app_outcome_types) and whether it is idle: what fct_sessions shows of its outcomes
-   and fct_calls reads of its session. A query (for a CTE) rather than a model: each mart
-   computes it, in its own incremental scope, so fct_calls need not wait for fct_sessions to be
-   built and tested (0.2 s of work twice instead of 1.2 s in a row, at 10M calls). #}
+   attributed to it (int_outcome_attribution, which carries their fields), its outcome type (its
+   first outcome's, else its app's: int_app_outcome_types) and whether it is idle: what
+   fct_sessions shows of its outcomes and fct_calls reads of its session. A query (for a CTE)
+   rather than a model: each mart computes it, in its own incremental scope, so fct_calls need
+   not wait for fct_sessions to be built and tested (0.2 s of work twice instead of 1.2 s in a
+   row, at 10M calls). #}
 {% macro session_outcomes() -%}
     with so_sessions as (
         select session_uid, org_id, app from {{ ref('int_sessions_merged') }}
@@ -12,26 +13,16 @@
 
     so_outcomes as (
         select
-            a.session_uid as session_uid,
+            session_uid,
             count() as outcomes,
-            countIf(o.is_success) as successful_outcomes,
-            sumIf(o.value_usd, o.is_success) as outcome_value_usd,
-            argMin(o.outcome_type, o.occurred_at) as first_outcome_type,
-            min(o.occurred_at) as first_outcome_at
-        from (
-            select * from {{ ref('int_outcome_attribution') }}
-            where session_uid != ''
-            {% if is_incremental() %}and session_uid in (select session_uid from so_sessions){% endif %}
-        ) as a
-        inner join (
-            select * from {{ ref('stg_outcomes') }}
-            {% if is_incremental() %}
-            where outcome_id in (
-                select outcome_id from {{ ref('int_outcome_attribution') }}
-                where session_uid in (select session_uid from so_sessions))
-            {% endif %}
-        ) as o on a.outcome_id = o.outcome_id
-        group by a.session_uid
+            countIf(is_success) as successful_outcomes,
+            sumIf(value_usd, is_success) as outcome_value_usd,
+            argMin(outcome_type, occurred_at) as first_outcome_type,
+            min(occurred_at) as first_outcome_at
+        from {{ ref('int_outcome_attribution') }}
+        where session_uid != ''
+        {% if is_incremental() %}and session_uid in (select session_uid from so_sessions){% endif %}
+        group by session_uid
     )
 
     select

@@ -4,14 +4,16 @@
 --   3. user_time: the same org's, user's and app's most recent session started before the
 --      outcome and ended within the attribution window before it;
 --   (of sessions or calls at the same moment, the one whose id hashes highest: asof_time)
---   else unattributed. One row per outcome, so no outcome is counted twice.
+--   else unattributed. One row per outcome, so no outcome is counted twice. With the outcome's
+-- time, type, success and value: the sessions' marts (session_outcomes) and int_rebuild_scope
+-- read them here rather than joining the outcomes (FINAL) again, each of them.
 -- Incremental by outcome: the outcomes int_changed_keys lists, against the sessions and calls
 -- that share a link with them (all a link can find).
 -- depends_on: {{ ref('int_changed_keys') }} {{ source('warehouse', 'outcomes') }}
 {% set window_h = var('attribution_window_hours') | int %}
 
 with outcomes as (
-    select outcome_id, occurred_at, org_id, user_id, app, session_id, trace_id,
+    select outcome_id, occurred_at, org_id, user_id, app, session_id, trace_id, outcome_type, is_success, value_usd,
         {{ asof_time('occurred_at') }} as asof_at
     from {{ ref('stg_outcomes') }}
     where {{ in_changed_keys('outcome_id', 'outcome_id') }}
@@ -91,5 +93,9 @@ select
     multiIf(sid_is_match, sid_session_uid, tid_is_match, tid_session_uid,
             ut_is_match, ut_session_uid, '') as session_uid,
     multiIf(sid_is_match, 'session_id', tid_is_match, 'trace_id',
-            ut_is_match, 'user_time', 'unattributed') as attribution_method
+            ut_is_match, 'user_time', 'unattributed') as attribution_method,
+    occurred_at,
+    outcome_type,
+    is_success,
+    value_usd
 from by_user_time

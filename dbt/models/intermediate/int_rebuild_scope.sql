@@ -49,15 +49,9 @@ union all
 select 'outcome_id', outcome_id from (select distinct outcome_id from {{ source('warehouse', 'outcomes') }})
 {% else %}
 with outcomes_now as (
-    select a.outcome_id as outcome_id, a.session_uid as session_uid, o.occurred_at as occurred_at,
-        o.outcome_type as outcome_type, o.is_success as is_success, ifNull(toString(o.value_usd), '') as value_usd
-    from (
-        select outcome_id, session_uid from {{ ref('int_outcome_attribution') }}
-        where outcome_id in {{ changed_outcomes }}
-    ) as a
-    inner join (
-        select * from {{ ref('stg_outcomes') }} where outcome_id in {{ changed_outcomes }}
-    ) as o on a.outcome_id = o.outcome_id
+    select outcome_id, session_uid, occurred_at, outcome_type, is_success, ifNull(toString(value_usd), '') as value_usd
+    from {{ ref('int_outcome_attribution') }}
+    where outcome_id in {{ changed_outcomes }}
 ),
 
 outcomes_before as (
