@@ -6,6 +6,10 @@ warehouse at 1M and 10M calls, full and incremental: wall time and peak memory.
 
 (10M calls take about ten minutes in all: pass 1000000 alone for a quick run.)
 
+This machine's speed varies by a third or more within a day, so the benchmark prints it at the
+start and around the refreshes (support.machine_speed: fixed work in Python and in the engine):
+figures from different hours compare only beside it.
+
 For each size, a fresh embedded warehouse is migrated and filled inside ClickHouse
 (INSERT ... SELECT from numbers()): calls priced from a small catalog (so the repricing audit
 finds nothing), six calls per session, the sessions the pipeline would have closed (aggregated
@@ -43,7 +47,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from support import PROJECT_ROOT, run_with_peak_rss  # noqa: E402
+from support import PROJECT_ROOT, machine_speed, run_with_peak_rss  # noqa: E402
 
 from yieldmeter.config import Settings  # noqa: E402
 from yieldmeter.transform import SCHEDULED_BUILD, ScheduledBuilds, transform as build  # noqa: E402
@@ -200,6 +204,7 @@ def cycles(work: Path, first: int, new: int, count: int) -> list[float]:
     with open_warehouse(settings.warehouse_url) as client:  # held open, as by yieldmeter run
         parsed = build(settings, ["parse", "--quiet", *no_lookback], keep_manifest=True)  # as yieldmeter run starts
         print(f"  the project parsed once, before the first refresh (as yieldmeter run): {parsed.seconds:.1f}s")
+        print(f"  {machine_speed(client)}")
         scheduled_build = ScheduledBuilds(settings, [*no_lookback, "--quiet"])
         for cycle in range(count):
             fill(client, new, first=first, days=(DAYS - 2, DAYS))
@@ -214,6 +219,7 @@ def cycles(work: Path, first: int, new: int, count: int) -> list[float]:
             print(f"  refresh {cycle + 1} as yieldmeter run makes it ({new:,} new calls): dbt {run.seconds:.1f}s, "
                   f"peak RSS {peak_kb / 1024:,.0f} MB ({sum(run.counts().values())} models and tests)")
             seconds.append(run.seconds)
+        print(f"  {machine_speed(client)}")
     return seconds
 
 
@@ -223,6 +229,7 @@ def bench(calls: int, new: int, refreshes: int) -> None:
         url = f"chdb://{work / 'warehouse'}"
         started = time.monotonic()
         with open_warehouse(url) as client:
+            print(f"  {machine_speed(client)}")
             migrate(client)
             fill(client, calls, ingested="now64(3) - toIntervalHour(2)")
         print(f"  filled in {time.monotonic() - started:.0f}s")

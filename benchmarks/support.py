@@ -98,3 +98,18 @@ def children_by_parent() -> dict[int, list[int]]:
                 continue
             tree.setdefault(ppid, []).append(int(entry.name))
     return tree
+
+
+def machine_speed(client) -> str:
+    """How fast this machine is now, as two fixed pieces of work on one core (seconds; less is
+    faster): Python bytecode, and the ClickHouse engine through ``client``. Its speed varies by a
+    third or more within a day here, so a figure compares with one taken in another hour only
+    beside these."""
+    started = time.perf_counter()
+    total = 0
+    for number in range(10_000_000):
+        total += number % 7
+    python_s = time.perf_counter() - started
+    started = time.perf_counter()
+    client.query("SELECT sum(cityHash64(number)) FROM numbers(300000000) SETTINGS max_threads = 1")
+    return f"machine speed now: Python loop {python_s:.2f}s, engine on one thread {time.perf_counter() - started:.2f}s"
