@@ -4,9 +4,9 @@
 --   3. user_time: the same org's, user's and app's most recent session started before the
 --      outcome and ended within the attribution window before it;
 --   (of sessions or calls at the same moment, the one whose id hashes highest: asof_time)
---   else unattributed. One row per outcome, so no outcome is counted twice. With the outcome's
--- time, type, success and value: the sessions' marts (session_outcomes) and int_rebuild_scope
--- read them here rather than joining the outcomes (FINAL) again, each of them.
+--   else unattributed. One row per outcome, so no outcome is counted twice.
+-- With the outcome's time, type, success and value: the sessions' marts (session_outcomes) and
+-- int_rebuild_scope read them here rather than each joining the outcomes (FINAL) again.
 -- Incremental by outcome: the outcomes int_changed_keys lists, against the sessions and calls
 -- that share a link with them (all a link can find).
 -- depends_on: {{ ref('int_changed_keys') }} {{ source('warehouse', 'outcomes') }}
