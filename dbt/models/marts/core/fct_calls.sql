@@ -3,8 +3,9 @@
           query_settings={'join_use_nulls': 0, 'prefer_column_name_to_alias': 1, 'max_partitions_per_insert_block': 0}) }}
 -- A partition a week: a build's delete (a lightweight DELETE: it rewrites the row mask of every
 -- part holding a rebuilt day) touches the rebuilt days' weeks, not their month (0.8 s of CPU
--- against 0.4 s at 10M calls). The project's query settings, and no cap on the partitions an
--- insert writes: a full build of more than 100 weeks writes that many.
+-- against 0.4 s at 10M calls). Its query settings: no cap on the partitions an insert writes (a
+-- full build of more than 100 weeks writes that many), and the project's again (dbt_project.yml:
+-- a model's query_settings replace the project's, they are not merged).
 
 -- Calls with their session, and the session's outcome type and idleness, so every mart that
 -- sums calls can split spend by outcome type and by idle versus productive sessions.
