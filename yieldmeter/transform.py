@@ -55,6 +55,9 @@ SCHEDULED_BUILD = ("build", "--exclude-resource-type", "unit_test", "--exclude",
 # The selector is a second value of SCHEDULED_BUILD's last option, --exclude.
 SCHEDULED_BUILD_WITHOUT_VIEWS = (*SCHEDULED_BUILD, "config.materialized:view,resource_type:model",
                                  "--indirect-selection", "empty")
+# How macros/delete_insert.sql's column check begins its error: an incremental model whose table
+# no longer has the model's columns (yieldmeter upgraded, a model edited) is rebuilt from scratch.
+COLUMNS_CHANGED = "The columns of incremental model "
 # The tables the models read; a warehouse without them has not been migrated.
 SOURCE_TABLES = ("calls", "sessions", "outcomes", "prices", "org_discounts", "dead_letters", "calls_hourly")
 # dbt's parsed project, kept by a process that builds again and again (`yieldmeter run`): even a
@@ -98,6 +101,7 @@ class DbtRun:
     seconds: float
     target_path: Path
     results: list[Any] = field(default_factory=list)  # dbt NodeResults (build, run, test, seed, ...)
+    full_rebuild: str = ""  # why a scheduled build rebuilt every model instead (ScheduledBuilds)
 
     def counts(self) -> Counter:
         """Node results by status (success, pass, warn, error, fail, skipped)."""
@@ -249,6 +253,10 @@ class ScheduledBuilds:
     """The builds of one long-lived process (`yieldmeter run`), one call each: the project parsed
     once (keep_manifest), SCHEDULED_BUILD, and after a build that succeeded
     SCHEDULED_BUILD_WITHOUT_VIEWS until one fails (a view dropped behind its back is built again).
+    A build that fails because an incremental model's columns changed (a warehouse built by an
+    earlier yieldmeter) is followed at once by the rebuild its error asks for, SCHEDULED_BUILD with
+    --full-refresh: every model, so none keeps rows of the earlier code beside the new ones.
+    Otherwise every build would fail until someone stopped the process to run it by hand.
     ``args``: more dbt arguments for every build (e.g. --vars)."""
 
     def __init__(self, settings: Settings, args: Sequence[str] = ()) -> None:
@@ -257,6 +265,12 @@ class ScheduledBuilds:
     def __call__(self) -> DbtRun:
         build = SCHEDULED_BUILD_WITHOUT_VIEWS if self.views_built else SCHEDULED_BUILD
         run = run_dbt(self.settings, [*build, *self.args], keep_manifest=True)
+        changed = [f.split(COLUMNS_CHANGED, 1)[1].split(" ", 1)[0] for f in run.failures() if COLUMNS_CHANGED in f]
+        if changed:
+            failed = run
+            run = run_dbt(self.settings, [*SCHEDULED_BUILD, "--full-refresh", *self.args], keep_manifest=True)
+            run.seconds += failed.seconds
+            run.full_rebuild = f"the columns of {', '.join(sorted(changed))} changed"
         self.views_built = run.success
         return run
 

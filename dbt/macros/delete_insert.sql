@@ -46,7 +46,8 @@
     {% endif %}
 
     {# on_schema_change 'fail': the same names and types, or the table is rebuilt with --full-refresh
-       (data_type: the whole type; dtype leaves out Nullable and LowCardinality) #}
+       (data_type: the whole type; dtype leaves out Nullable and LowCardinality). `yieldmeter run`
+       does that rebuild itself on this error: its first words are transform.COLUMNS_CHANGED. #}
     {%- set dest_columns = adapter.get_columns_in_relation(existing_relation) -%}
     {%- set existing, built = [], [] -%}
     {%- for column in dest_columns -%}{%- do existing.append(column.name ~ ' ' ~ column.data_type) -%}{%- endfor -%}

@@ -22,6 +22,17 @@ def status_line(state: RunState) -> str:
             + (f" · {state.last_hook}" if state.last_hook else ""))
 
 
+def first_failure(result) -> str:
+    """The first failed node of a dbt run and why, on one line: dbt's message after its header
+    line ("Compilation Error in model ..."), which names the node again."""
+    if not result.failures():
+        return "see dbt's log"
+    node, _, message = result.failures()[0].partition(": ")
+    lines = message.splitlines()
+    why = " ".join(" ".join(lines[1:] or lines).split()).split(" > in macro")[0]  # not dbt's macro trace
+    return f"{node}: {why[:240]}"
+
+
 def transform_hook(config, every_s: float):
     """dbt build on the warehouse every ``every_s`` seconds, and once more when a bounded run ends.
     Incremental (dbt/README.md): each build rebuilds what was ingested since the last one, and
@@ -47,7 +58,10 @@ def transform_hook(config, every_s: float):
             return None
         last[0] = time.monotonic()
         result = scheduled_build()
-        return f"dbt build {'ok' if result.success else 'FAILED'} in {result.seconds:.0f}s"
+        rebuilt = f" (rebuilt from scratch: {result.full_rebuild})" if result.full_rebuild else ""
+        if result.success:
+            return f"dbt build ok in {result.seconds:.0f}s{rebuilt}"
+        return f"dbt build FAILED in {result.seconds:.0f}s{rebuilt}: {first_failure(result)} (`yieldmeter transform` shows all)"
 
     return hook
 
