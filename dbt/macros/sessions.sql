@@ -17,7 +17,7 @@
             count() as outcomes,
             countIf(is_success) as successful_outcomes,
             sumIf(value_usd, is_success) as outcome_value_usd,
-            argMin(outcome_type, occurred_at) as first_outcome_type,
+            argMin(outcome_type, (occurred_at, outcome_id)) as first_outcome_type,  -- a tie: the first id
             min(occurred_at) as first_outcome_at
         from {{ ref('int_outcome_attribution') }}
         where session_uid != ''

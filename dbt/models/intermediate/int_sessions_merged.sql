@@ -12,13 +12,14 @@ with fragments as (
 
 select
     session_uid,
-    -- a closed fragment's fields win over a late call's (is_correction false sorts first)
-    argMin(session_key, is_correction) as session_key,
-    argMin(org_id, is_correction) as org_id,
-    argMin(team, is_correction) as team,
-    argMin(user_id, is_correction) as user_id,
-    argMin(app, is_correction) as app,
-    argMin(session_id, is_correction) as session_id,
+    -- a closed fragment's fields win over a late call's (is_correction false sorts first); of two
+    -- closed sessions a late call joined, the first's (the same on every build)
+    argMin(session_key, (is_correction, started_at, fragment_uid)) as session_key,
+    argMin(org_id, (is_correction, started_at, fragment_uid)) as org_id,
+    argMin(team, (is_correction, started_at, fragment_uid)) as team,
+    argMin(user_id, (is_correction, started_at, fragment_uid)) as user_id,
+    argMin(app, (is_correction, started_at, fragment_uid)) as app,
+    argMin(session_id, (is_correction, started_at, fragment_uid)) as session_id,
     min(started_at) as started_at,
     max(ended_at) as ended_at,
     sum(calls) as calls,

@@ -10,9 +10,9 @@ with sessions as (
 ),
 
 models as (
-    -- the model the session spent most on (tokens break ties, e.g. when nothing is priced), and
-    -- what the warehouse's repricing changed in the pipeline's totals
-    select session_uid, argMax(model, (cost_usd, total_tokens)) as primary_model, sum(calls) as stored_calls,
+    -- the model the session spent most on (tokens break ties, e.g. when nothing is priced, then the
+    -- model named first), and what the warehouse's repricing changed in the pipeline's totals
+    select session_uid, argMin(model, (-cost_usd, -toInt64(total_tokens), model)) as primary_model, sum(calls) as stored_calls,
         sum(repriced_list_cost_usd) as repriced_list_cost_usd, sum(repriced_cost_usd) as repriced_cost_usd,
         sum(newly_priced_calls) as newly_priced_calls
     from (
