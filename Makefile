@@ -9,6 +9,17 @@ FLINK_VENV  := .venv-flink
 MVN         := mvn -q -B -Dstyle.color=never
 MVN_COPY    := org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies -DincludeScope=runtime
 
+# The locked environments are installed by uv (pinned here), in seconds where pip takes minutes
+# (2:13 against 0:14 for app.lock on this machine: pip compiles every module's bytecode ahead,
+# uv unpacks in parallel and leaves compiling to the first import). uv reads neither pip.conf
+# nor the PIP_* variables, so where it cannot reach the index pip is configured for, pip installs.
+UV_VERSION  := 0.13.9
+define install_lock
+	$(1)/bin/pip install -q --disable-pip-version-check uv==$(UV_VERSION) \
+	  && $(1)/bin/uv pip install -q --python $(1)/bin/python -r $(2) \
+	  || $(1)/bin/pip install -q --disable-pip-version-check -r $(2)
+endef
+
 # Sentinels: each is rebuilt only when what it is made from changes (idempotent setup).
 APP_OK      := $(APP_VENV)/.installed
 FLINK_OK    := $(FLINK_VENV)/.installed
@@ -26,7 +37,7 @@ setup: $(APP_OK) $(FLINK_OK) $(KAFKA_JARS) $(FLINK_JARS) $(CHROMIUM_OK) ## Creat
 
 $(APP_OK): requirements/app.lock pyproject.toml sdk/pyproject.toml
 	$(PYTHON) -m venv $(APP_VENV)
-	$(APP_VENV)/bin/pip install -q --disable-pip-version-check -r requirements/app.lock
+	$(call install_lock,$(APP_VENV),requirements/app.lock)
 	$(APP_VENV)/bin/pip install -q --disable-pip-version-check --no-deps -e ./sdk -e .  # the SDK from sdk/, not PyPI
 	$(APP_VENV)/bin/pip check
 	@touch $@
@@ -34,7 +45,7 @@ $(APP_OK): requirements/app.lock pyproject.toml sdk/pyproject.toml
 # The Flink jobs get their own environment: apache-flink needs protobuf<6, dbt-core needs 6.
 $(FLINK_OK): requirements/flink.lock
 	$(PYTHON) -m venv $(FLINK_VENV)
-	$(FLINK_VENV)/bin/pip install -q --disable-pip-version-check -r requirements/flink.lock
+	$(call install_lock,$(FLINK_VENV),requirements/flink.lock)
 	$(FLINK_VENV)/bin/pip check
 	@touch $@
 
