@@ -9,7 +9,7 @@ budget_status measures at the dbt var ``as_of`` (default: the newest call).
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Literal
 
@@ -209,11 +209,19 @@ SELECT entity_type, org_id, team, entity_id, app,
               (week, total_tokens)) AS latest,
        groupArray(week) AS flagged_weeks
 FROM tokenmaxxing_signals
-WHERE is_flagged AND week > toMonday({day:Date}) - toIntervalWeek({weeks:UInt32}) AND week <= toMonday({day:Date})
+WHERE is_flagged AND week > {since:Date} AND week <= {week:Date}
   AND entity_type IN {types:Array(String)}
 GROUP BY entity_type, org_id, team, entity_id, app
 ORDER BY entity_type, org_id, team, entity_id, app
 """
+
+
+def flag_window(day: date, weeks: int) -> tuple[date, date]:
+    """The weeks a tokenmaxxing flag counts in (tokenmaxxing_signals' `week`: the Monday it starts
+    on), written once for the SQL and the rule: after the first date, up to the second: the week of
+    ``day`` and the ``weeks - 1`` before it."""
+    monday = day - timedelta(days=day.weekday())
+    return monday - timedelta(weeks=weeks), monday
 
 
 class TokenmaxxingParams(RuleParams):
@@ -248,9 +256,8 @@ def tokenmaxxing(client: Client, config: AlertsConfig, now: datetime) -> list[Fi
     if not variants:
         return []
     types = sorted({t for p in variants for t in p.entity_types})
-    rows = client.query(
-        TOKENMAXXING_SQL, parameters={"day": day, "weeks": max(p.weeks for p in variants), "types": types}
-    ).result_rows
+    since, week = flag_window(day, max(p.weeks for p in variants))
+    rows = client.query(TOKENMAXXING_SQL, parameters={"since": since, "week": week, "types": types}).result_rows
     findings = []
     for entity_type, org, team, entity_id, app, latest, flagged_weeks in rows:
         (week, outcome, tokens, cost, wins, yield_, peers, peer_tokens, peer_yield, volume_z, yield_z, expected,
@@ -259,7 +266,7 @@ def tokenmaxxing(client: Client, config: AlertsConfig, now: datetime) -> list[Fi
         if not params.enabled or entity_type not in params.entity_types or Decimal(cost) < params.min_cost_usd:
             continue
         # the SQL looked back over the widest window; count the weeks within this entity's own
-        since = day - timedelta(days=day.weekday()) - timedelta(weeks=params.weeks)
+        since, _ = flag_window(day, params.weeks)
         weeks_flagged = sum(1 for w in flagged_weeks if w > since)
         if weeks_flagged == 0:
             continue
