@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import shutil
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
@@ -29,6 +30,7 @@ from tests.integration.test_repricing import (
 )
 from yieldmeter.cli.run import transform_hook
 from yieldmeter.prices import build_catalog, price_for
+from yieldmeter import transform
 from yieldmeter.transform import ScheduledBuilds, run_dbt
 from yieldmeter.warehouse import migrate, open_warehouse
 
@@ -367,3 +369,26 @@ def test_yieldmeter_runs_builds_leave_the_views_out_after_one_succeeded(tmp_path
     again = builds()
     assert again.success, again.failures()
     assert views_and_tests(again) == (views, tests)
+
+
+def test_a_project_dbt_cannot_parse_fails_yieldmeter_runs_builds_not_the_run(tmp_path, monkeypatch):
+    """dbt raising (a project it cannot parse; a server it cannot reach) fails a build of
+    `yieldmeter run`, whose status line says why, not the run: its pipeline goes on storing what
+    arrives (the hook returns, the runner's loop goes on), and the next build, once dbt can run
+    again, succeeds in the same process."""
+    project = tmp_path / "dbt"
+    shutil.copytree(transform.DBT_DIR, project, ignore=shutil.ignore_patterns("target", "logs"))
+    broken = project / "models" / "marts" / "broken.sql"
+    broken.write_text("select {{ ref( }}\n")
+    monkeypatch.setattr(transform, "DBT_DIR", project)  # where run_dbt finds the project
+    settings = make_settings(tmp_path / "state")
+    with open_warehouse(settings.warehouse_url) as client:
+        migrate(client)
+    hook = transform_hook(settings, 0)
+    running = SimpleNamespace(job="running")
+
+    why = r"Compilation Error in model broken \(models/marts/broken.sql\) unexpected '}', expected '\)'"
+    assert re.match(rf"dbt parse FAILED: {why}.* \(`yieldmeter transform parse` shows all\)$", hook(None, running))
+    assert re.match(rf"dbt build FAILED: {why}.* \(`yieldmeter transform` shows all\)$", hook(None, running))
+    broken.unlink()
+    assert re.fullmatch(r"dbt build ok in \d+s", hook(None, running))

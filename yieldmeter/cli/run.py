@@ -22,6 +22,17 @@ def status_line(state: RunState) -> str:
             + (f" · {state.last_hook}" if state.last_hook else ""))
 
 
+def one_line(message: str) -> str:
+    """A dbt message on one line of the status, without dbt's macro trace."""
+    return " ".join(message.split()).split(" > in macro")[0][:240]
+
+
+def why_dbt_could_not_run(error: Exception) -> str:
+    """A TransformError (dbt raised: a project it cannot parse, a server it cannot reach) on one
+    line: its message after "dbt ARGS failed: "."""
+    return one_line(str(error).partition(" failed: ")[2] or str(error))
+
+
 def first_failure(result) -> str:
     """The first failed node of a dbt run and why, on one line: dbt's message after its header
     line ("Compilation Error in model ..."), which names the node again."""
@@ -29,8 +40,7 @@ def first_failure(result) -> str:
         return "see dbt's log"
     node, _, message = result.failures()[0].partition(": ")
     lines = message.splitlines()
-    why = " ".join(" ".join(lines[1:] or lines).split()).split(" > in macro")[0]  # not dbt's macro trace
-    return f"{node}: {why[:240]}"
+    return f"{node}: {one_line(' '.join(lines[1:] or lines))}"
 
 
 def transform_hook(config, every_s: float):
@@ -41,7 +51,7 @@ def transform_hook(config, every_s: float):
     (transform.ScheduledBuilds): they cannot have changed under the running process."""
     import time
 
-    from yieldmeter.transform import ScheduledBuilds, transform
+    from yieldmeter.transform import ScheduledBuilds, TransformError, transform
 
     last = [time.monotonic()]
     parsed = [False]
@@ -52,12 +62,20 @@ def transform_hook(config, every_s: float):
             # parse the project before the first build is due, not in it (a full parse: 1-4 s on
             # 2 cores, benchmarks/bench_dbt.py), and show a project dbt cannot parse at once
             parsed[0] = True
-            if not transform(config, ["parse", "--quiet"], keep_manifest=True).success:
-                return "dbt parse FAILED (yieldmeter transform parse shows why)"
+            try:
+                why = "" if transform(config, ["parse", "--quiet"], keep_manifest=True).success else "see dbt's log"
+            except TransformError as error:
+                why = why_dbt_could_not_run(error)
+            if why:
+                return f"dbt parse FAILED: {why} (`yieldmeter transform parse` shows all)"
         if state.job != "finished" and time.monotonic() - last[0] < every_s:
             return None
         last[0] = time.monotonic()
-        result = scheduled_build()
+        try:
+            result = scheduled_build()
+        except TransformError as error:
+            # the pipeline goes on storing what arrives, and the next build tries again
+            return f"dbt build FAILED: {why_dbt_could_not_run(error)} (`yieldmeter transform` shows all)"
         rebuilt = f" (rebuilt from scratch: {result.full_rebuild})" if result.full_rebuild else ""
         if result.success:
             return f"dbt build ok in {result.seconds:.0f}s{rebuilt}"
