@@ -64,6 +64,7 @@ class RunState:
     calls: int = 0
     spend_usd: Decimal = Decimal(0)
     last_hook: str = ""
+    dbt_failure: str = ""  # why the last dbt build failed, "" once one succeeds (`yieldmeter run`'s hook)
 
     @property
     def events_per_second(self) -> float:

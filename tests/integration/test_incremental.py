@@ -23,14 +23,17 @@ from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
+from typer.testing import CliRunner
 
 from tests.conftest import make_settings
 from tests.integration.test_repricing import (
     BACKDATED, MODELS, NEW_PRICE, SEEDED_AT, expected_pricing, publish, store_calls, stream_call, usage,
 )
+from yieldmeter import transform
+from yieldmeter.cli import app, run as cli_run
 from yieldmeter.cli.run import transform_hook
 from yieldmeter.prices import build_catalog, price_for
-from yieldmeter import transform
+from yieldmeter.runner import RunState
 from yieldmeter.transform import ScheduledBuilds, run_dbt
 from yieldmeter.warehouse import migrate, open_warehouse
 
@@ -375,7 +378,9 @@ def test_a_project_dbt_cannot_parse_fails_yieldmeter_runs_builds_not_the_run(tmp
     """dbt raising (a project it cannot parse; a server it cannot reach) fails a build of
     `yieldmeter run`, whose status line says why, not the run: its pipeline goes on storing what
     arrives (the hook returns, the runner's loop goes on), and the next build, once dbt can run
-    again, succeeds in the same process."""
+    again, succeeds in the same process. A bounded run whose last build failed exits 1 (the
+    pipeline's part, Kafka and Flink, is left out here: run_pipeline calls the real hook once, as
+    the runner does when a bounded job has finished)."""
     project = tmp_path / "dbt"
     shutil.copytree(transform.DBT_DIR, project, ignore=shutil.ignore_patterns("target", "logs"))
     broken = project / "models" / "marts" / "broken.sql"
@@ -385,10 +390,25 @@ def test_a_project_dbt_cannot_parse_fails_yieldmeter_runs_builds_not_the_run(tmp
     with open_warehouse(settings.warehouse_url) as client:
         migrate(client)
     hook = transform_hook(settings, 0)
-    running = SimpleNamespace(job="running")
+    state = RunState(job="running")
 
     why = r"Compilation Error in model broken \(models/marts/broken.sql\) unexpected '}', expected '\)'"
-    assert re.match(rf"dbt parse FAILED: {why}.* \(`yieldmeter transform parse` shows all\)$", hook(None, running))
-    assert re.match(rf"dbt build FAILED: {why}.* \(`yieldmeter transform` shows all\)$", hook(None, running))
+    assert re.match(rf"dbt parse FAILED: {why}.* \(`yieldmeter transform parse` shows all\)$", hook(None, state))
+    assert re.match(why, state.dbt_failure)
+    assert re.match(rf"dbt build FAILED: {why}.* \(`yieldmeter transform` shows all\)$", hook(None, state))
+
+    def bounded_run(config, until_caught_up, cycle_s, hooks, on_update) -> RunState:
+        finished = RunState(job="finished")
+        for each in hooks:
+            finished.last_hook = each(None, finished) or finished.last_hook
+        return finished
+
+    monkeypatch.setattr(cli_run, "run_pipeline", bounded_run)
+    environment = {"YIELDMETER_STATE_DIR": str(settings.state_path)}
+    arguments = ["run", "--until-caught-up", "--no-alerts"]
+    failed = CliRunner().invoke(app, arguments, env=environment)
+    assert failed.exit_code == 1 and "Its last dbt build failed: Compilation Error in model broken" in failed.output
+
     broken.unlink()
-    assert re.fullmatch(r"dbt build ok in \d+s", hook(None, running))
+    assert re.fullmatch(r"dbt build ok in \d+s", hook(None, state)) and state.dbt_failure == ""
+    assert CliRunner().invoke(app, arguments, env=environment).exit_code == 0

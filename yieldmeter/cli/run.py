@@ -67,6 +67,7 @@ def transform_hook(config, every_s: float):
             except TransformError as error:
                 why = why_dbt_could_not_run(error)
             if why:
+                state.dbt_failure = why
                 return f"dbt parse FAILED: {why} (`yieldmeter transform parse` shows all)"
         if state.job != "finished" and time.monotonic() - last[0] < every_s:
             return None
@@ -75,11 +76,13 @@ def transform_hook(config, every_s: float):
             result = scheduled_build()
         except TransformError as error:
             # the pipeline goes on storing what arrives, and the next build tries again
-            return f"dbt build FAILED: {why_dbt_could_not_run(error)} (`yieldmeter transform` shows all)"
+            state.dbt_failure = why_dbt_could_not_run(error)
+            return f"dbt build FAILED: {state.dbt_failure} (`yieldmeter transform` shows all)"
         rebuilt = f" (rebuilt from scratch: {result.full_rebuild})" if result.full_rebuild else ""
+        state.dbt_failure = "" if result.success else first_failure(result)
         if result.success:
             return f"dbt build ok in {result.seconds:.0f}s{rebuilt}"
-        return f"dbt build FAILED in {result.seconds:.0f}s{rebuilt}: {first_failure(result)} (`yieldmeter transform` shows all)"
+        return f"dbt build FAILED in {result.seconds:.0f}s{rebuilt}: {state.dbt_failure} (`yieldmeter transform` shows all)"
 
     return hook
 
@@ -116,3 +119,6 @@ def run(
         live.update(status_line(state))
     console.print(f"Stopped after {state.ingest.records:,} records; {state.calls:,} calls and "
                   f"{state.sessions:,} sessions in the warehouse, ${state.spend_usd:,.2f} spend.")
+    if until_caught_up and state.dbt_failure:  # a script running a bounded run learns it from the exit code
+        console.print(f"[red]Its last dbt build failed[/red]: {state.dbt_failure}")
+        raise typer.Exit(1)
