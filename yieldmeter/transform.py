@@ -234,7 +234,7 @@ def run_dbt(settings: Settings, args: Sequence[str], keep_manifest: bool = False
             outcome = dbtRunner(manifest=manifest).invoke(args)
     seconds = time.monotonic() - start
     if outcome.exception is not None:
-        raise TransformError(f"dbt {' '.join(args)} failed: {outcome.exception}")
+        raise TransformError(f"dbt {' '.join(args)} failed: {outcome.exception}") from outcome.exception
     results = list(getattr(outcome.result, "results", None) or [])
     return DbtRun(args, bool(outcome.success), seconds, paths / "target", results)
 

@@ -29,16 +29,17 @@ def one_line(message: str) -> str:
 
 def why_dbt_could_not_run(error: Exception) -> str:
     """A TransformError (dbt raised: a project it cannot parse, a server it cannot reach) on one
-    line: its message after "dbt ARGS failed: "."""
-    return one_line(str(error).partition(" failed: ")[2] or str(error))
+    line: what dbt raised, else the error's own message (a warehouse not migrated)."""
+    return one_line(str(error.__cause__ or error))
 
 
 def first_failure(result) -> str:
     """The first failed node of a dbt run and why, on one line: dbt's message after its header
     line ("Compilation Error in model ..."), which names the node again."""
-    if not result.failures():
+    failures = result.failures()
+    if not failures:
         return "see dbt's log"
-    node, _, message = result.failures()[0].partition(": ")
+    node, _, message = failures[0].partition(": ")
     lines = message.splitlines()
     return f"{node}: {one_line(' '.join(lines[1:] or lines))}"
 
