@@ -20,6 +20,7 @@ state folders (tests, benchmarks) never share a manifest.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from collections import Counter
@@ -58,6 +59,9 @@ SCHEDULED_BUILD_WITHOUT_VIEWS = (*SCHEDULED_BUILD, "config.materialized:view,res
 # How macros/delete_insert.sql's column check begins its error: an incremental model whose table
 # no longer has the model's columns (yieldmeter upgraded, a model edited) is rebuilt from scratch.
 COLUMNS_CHANGED = "The columns of incremental model "
+# What decides the rows the models build: their SQL, the macros' and dbt_project.yml (its vars).
+# A build records the project's version (project_version) in the ledger, int_incremental_builds.
+PROJECT_FILES = ("models/**/*.sql", "macros/**/*.sql", "dbt_project.yml")
 # The tables the models read; a warehouse without them has not been migrated.
 SOURCE_TABLES = ("calls", "sessions", "outcomes", "prices", "org_discounts", "dead_letters", "calls_hourly")
 # dbt's parsed project, kept by a process that builds again and again (`yieldmeter run`): even a
@@ -196,6 +200,38 @@ def check_warehouse(url: str) -> None:
         )
 
 
+def project_version(directory: Path | None = None) -> str:
+    """A hash of the dbt project's PROJECT_FILES (default: DBT_DIR's): it changes with a model's
+    logic, a macro's or a var's default, not with docs or tests (the .yml files beside the models;
+    a changed column type is caught by the build itself, COLUMNS_CHANGED)."""
+    directory = directory or DBT_DIR
+    digest = hashlib.sha256()
+    for path in sorted({p for pattern in PROJECT_FILES for p in directory.glob(pattern)}):
+        content = path.read_bytes()
+        digest.update(f"{path.relative_to(directory).as_posix()}\0{len(content)}\0".encode() + content)
+    return digest.hexdigest()[:16]
+
+
+def project_changed(url: str) -> str:
+    """Why the warehouse's incremental models must be rebuilt from scratch before an incremental
+    build ("" if not): its last finished build (the ledger, int_incremental_builds) ran another
+    version of the dbt project (yieldmeter upgraded, a model edited; a ledger without the column:
+    an earlier yieldmeter), so its rows were computed by other code, which an incremental build
+    would keep beside rows of this one. A warehouse with no finished build yet needs nothing (its
+    first build rebuilds every key)."""
+    client = connect(url)
+    try:
+        if not client.query("EXISTS TABLE int_incremental_builds").result_rows[0][0]:
+            return ""
+        columns = {row[0] for row in client.query("DESCRIBE TABLE int_incremental_builds").result_rows}
+        recorded = client.query(
+            "SELECT project_version FROM int_incremental_builds ORDER BY built_at DESC LIMIT 1"
+        ).result_rows if "project_version" in columns else [("",)]
+    finally:
+        client.close()
+    return "the dbt project changed since the last build" if recorded and recorded[0][0] != project_version() else ""
+
+
 def run_dbt(settings: Settings, args: Sequence[str], keep_manifest: bool = False) -> DbtRun:
     """Run one dbt command (``args`` as on dbt's command line) on the settings' warehouse.
     ``keep_manifest``: parse the project once per process and reuse it (for repeated builds);
@@ -215,6 +251,7 @@ def run_dbt(settings: Settings, args: Sequence[str], keep_manifest: bool = False
         "DBT_LOG_PATH": str(paths / "logs"),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
         "YIELDMETER_DBT_THREADS": str(settings.dbt_threads),  # profiles.yml reads it
+        "YIELDMETER_DBT_PROJECT_VERSION": project_version(),  # the ledger records it
     }
     environment |= {"DBT_TARGET": "embedded", "CLICKHOUSE_DATABASE": "default"} if embedded else server_environment(url)
     start = time.monotonic()
@@ -245,24 +282,41 @@ def _nothing() -> Iterator[None]:
 
 
 def transform(settings: Settings, args: Sequence[str] = (), keep_manifest: bool = False) -> DbtRun:
-    """``dbt build`` (or the dbt command ``args`` starts with) on the warehouse."""
-    return run_dbt(settings, dbt_arguments(args), keep_manifest)
+    """``dbt build`` (or the dbt command ``args`` starts with) on the warehouse; a build or run of
+    a warehouse that another version of the project built (project_changed) with --full-refresh,
+    so that no row of the earlier code stays."""
+    args = dbt_arguments(args)
+    why = ""
+    if args[0] in ("build", "run") and "--full-refresh" not in args:
+        check_warehouse(settings.warehouse_url)
+        why = project_changed(settings.warehouse_url)
+    run = run_dbt(settings, [*args, "--full-refresh"] if why else args, keep_manifest)
+    run.full_rebuild = why
+    return run
 
 
 class ScheduledBuilds:
     """The builds of one long-lived process (`yieldmeter run`), one call each: the project parsed
     once (keep_manifest), SCHEDULED_BUILD, and after a build that succeeded
     SCHEDULED_BUILD_WITHOUT_VIEWS until one fails (a view dropped behind its back is built again).
-    A build that fails because an incremental model's columns changed (a warehouse built by an
-    earlier yieldmeter) is followed at once by the rebuild its error asks for, SCHEDULED_BUILD with
-    --full-refresh: every model, so none keeps rows of the earlier code beside the new ones.
-    Otherwise every build would fail until someone stopped the process to run it by hand.
+    A warehouse whose last finished build ran another version of the project (project_changed: a
+    yieldmeter upgraded, a model edited) is built with --full-refresh instead: every model, so
+    none keeps rows of the earlier code beside the new ones. So is one whose build fails because
+    an incremental model's columns changed (the rebuild its error asks for), at once: otherwise
+    every build would fail until someone stopped the process to run it by hand.
     ``args``: more dbt arguments for every build (e.g. --vars)."""
 
     def __init__(self, settings: Settings, args: Sequence[str] = ()) -> None:
         self.settings, self.args, self.views_built = settings, list(args), False
 
     def __call__(self) -> DbtRun:
+        check_warehouse(self.settings.warehouse_url)
+        why = project_changed(self.settings.warehouse_url)
+        if why:
+            run = run_dbt(self.settings, [*SCHEDULED_BUILD, "--full-refresh", *self.args], keep_manifest=True)
+            run.full_rebuild = why
+            self.views_built = run.success
+            return run
         build = SCHEDULED_BUILD_WITHOUT_VIEWS if self.views_built else SCHEDULED_BUILD
         run = run_dbt(self.settings, [*build, *self.args], keep_manifest=True)
         changed = [f.split(COLUMNS_CHANGED, 1)[1].split(" ", 1)[0] for f in run.failures() if COLUMNS_CHANGED in f]

@@ -314,6 +314,48 @@ def test_an_incremental_model_whose_columns_changed_is_not_patched(tmp_path):
         assert tuple(named.split(" ", 1)) not in columns and days == day + 1
 
 
+def test_a_warehouse_another_version_of_the_project_built_is_rebuilt_from_scratch(tmp_path, monkeypatch):
+    """A change of how a model computes its rows that keeps its columns (here a var's default in
+    dbt_project.yml: the attribution window, 24 hours to 0) is not caught by the build; built
+    incrementally, the rows of the earlier project would stay beside the new ones. The ledger
+    records the version of the project that built it (transform.project_version), and
+    `yieldmeter run`'s scheduled build and `yieldmeter transform` rebuild every model from scratch
+    when it changed, and only then."""
+    settings, w = first_build(tmp_path, days=2)
+
+    def by_user_time() -> int:  # the sales assistant's outcomes: 5 minutes after their session
+        with open_warehouse(settings.warehouse_url) as client:
+            return client.query("SELECT count() FROM fct_outcome_attributions WHERE attribution_method = 'user_time'"
+                                ).result_rows[0][0]
+
+    within_a_day = by_user_time()
+    assert within_a_day > 0
+    original, project = transform.DBT_DIR, tmp_path / "dbt"
+    shutil.copytree(original, project, ignore=shutil.ignore_patterns("target", "logs"))
+    config = project / "dbt_project.yml"
+    config.write_text(config.read_text().replace("attribution_window_hours: 24", "attribution_window_hours: 0"))
+    monkeypatch.setattr(transform, "DBT_DIR", project)
+    assert transform.project_version() != transform.project_version(original)
+    with open_warehouse(settings.warehouse_url) as client:
+        w.client = client
+        w.day(2)
+
+    hook, running = transform_hook(settings, 0), SimpleNamespace(job="running")
+    status = hook(None, running)
+    assert re.fullmatch(r"dbt build ok in \d+s \(rebuilt from scratch: the dbt project changed since the last build\)",
+                        status), status
+    assert by_user_time() == 0  # an incremental build would have left the first two days' as they were
+    status = hook(None, running)
+    assert re.fullmatch(r"dbt build ok in \d+s", status), status
+
+    monkeypatch.setattr(transform, "DBT_DIR", original)  # back to this version: `yieldmeter transform`
+    arguments = ["transform", *SELECT, *VARS]
+    done = CliRunner().invoke(app, arguments, env={"YIELDMETER_STATE_DIR": str(settings.state_path)})
+    assert done.exit_code == 0, done.output
+    assert "every model rebuilt from scratch (--full-refresh): the dbt project changed since the last build" in done.output
+    assert by_user_time() == within_a_day * 3 // 2
+
+
 def test_a_scheduled_build_tests_the_rows_it_rebuilt(tmp_path):
     """A build that leaves out the full-history tests (yieldmeter run's) tests the rows it rebuilt
     (macros/tests.sql, clickhouse__get_where_subquery): a duplicate of a call on a day it rebuilt
@@ -412,3 +454,4 @@ def test_a_project_dbt_cannot_parse_fails_yieldmeter_runs_builds_not_the_run(tmp
     broken.unlink()
     assert re.fullmatch(r"dbt build ok in \d+s", hook(None, state)) and state.dbt_failure == ""
     assert CliRunner().invoke(app, arguments, env=environment).exit_code == 0
+

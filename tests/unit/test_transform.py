@@ -5,12 +5,15 @@ column listed, metrics documented in one line)."""
 from __future__ import annotations
 
 import re
+import shutil
 
 import pytest
 import yaml
 
 from tests.conftest import make_settings
-from yieldmeter.transform import DBT_DIR, TransformError, check_warehouse, dbt_arguments, run_dbt, server_environment
+from yieldmeter.transform import (
+    DBT_DIR, TransformError, check_warehouse, dbt_arguments, project_version, run_dbt, server_environment,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -56,6 +59,22 @@ def test_a_project_parsed_ahead_is_the_one_the_next_command_uses(tmp_path):
     assert log.read_text().count("Running with dbt=") == 1  # the parse asked for, not a second one
     assert run_dbt(settings, ["ls", "--quiet"], keep_manifest=True).success
     assert log.read_text().count("Running with dbt=") == 2  # ls alone: no parse before it
+
+
+@pytest.mark.parametrize(("edited", "changes"), [
+    ("models/marts/core/fct_calls.sql", True),
+    ("macros/metrics.sql", True),
+    ("dbt_project.yml", True),
+    ("models/marts/core/fct_calls.yml", False),  # docs and tests: the rows stay what they were
+    ("tests/assert_every_call_in_a_session.sql", False),
+])
+def test_the_project_version_follows_what_decides_the_rows(tmp_path, edited, changes):
+    project = tmp_path / "dbt"
+    shutil.copytree(DBT_DIR, project, ignore=shutil.ignore_patterns("target", "logs"))
+    assert project_version(project) == project_version(DBT_DIR)
+    with (project / edited).open("a") as file:
+        file.write("\n-- edited\n" if edited.endswith(".sql") else "\n# edited\n")
+    assert (project_version(project) != project_version(DBT_DIR)) == changes
 
 
 def test_a_missing_embedded_warehouse_is_not_created(tmp_path):

@@ -25,12 +25,16 @@ def transform(ctx: typer.Context) -> None:
 
     Other arguments go to dbt: `yieldmeter transform --select marts`, `--vars '{as_of: ...}'`.
     A dbt command first runs that command instead: `yieldmeter transform source freshness`.
+    A build of a warehouse that another version of the dbt project built (yieldmeter upgraded,
+    a model edited) rebuilds every model it selects from scratch (--full-refresh).
     The embedded warehouse runs dbt in this process; a server URL uses dbt/profiles.yml's
     server target.
     """
     config = settings()
     console.print(f"dbt on {redact(config.warehouse_url)}")
     run = run_transform(config, ctx.args)
+    if run.full_rebuild:
+        console.print(f"every model rebuilt from scratch (--full-refresh): {run.full_rebuild}")
     _summary(run)
     if not run.success:
         raise typer.Exit(1)
