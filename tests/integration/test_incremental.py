@@ -25,7 +25,7 @@ from types import SimpleNamespace
 import pytest
 from typer.testing import CliRunner
 
-from tests.conftest import make_settings
+from tests.conftest import free_port, make_settings
 from tests.integration.test_repricing import (
     BACKDATED, MODELS, NEW_PRICE, SEEDED_AT, expected_pricing, publish, store_calls, stream_call, usage,
 )
@@ -455,3 +455,12 @@ def test_a_project_dbt_cannot_parse_fails_yieldmeter_runs_builds_not_the_run(tmp
     assert re.fullmatch(r"dbt build ok in \d+s", hook(None, state)) and state.dbt_failure == ""
     assert CliRunner().invoke(app, arguments, env=environment).exit_code == 0
 
+
+def test_a_server_yieldmeter_run_cannot_reach_fails_its_build_not_the_run(tmp_path):
+    """A warehouse server that does not answer when a build is due (here: nothing listens on its
+    port) fails that build of `yieldmeter run`, saying why, and the hook returns: the run goes on."""
+    settings = make_settings(tmp_path / "state", clickhouse_url=f"http://127.0.0.1:{free_port()}")
+    state = RunState(job="running")
+    status = transform_hook(settings, 0)(None, state)
+    assert re.match(r"dbt build FAILED: Cannot reach ClickHouse at http://127\.0\.0\.1:\d+", status), status
+    assert state.dbt_failure.startswith("Cannot reach ClickHouse")

@@ -28,8 +28,9 @@ def one_line(message: str) -> str:
 
 
 def why_dbt_could_not_run(error: Exception) -> str:
-    """A TransformError (dbt raised: a project it cannot parse, a server it cannot reach) on one
-    line: what dbt raised, else the error's own message (a warehouse not migrated)."""
+    """Why a build could not run, on one line: for a TransformError, what dbt raised (a project it
+    cannot parse) or its own message (a warehouse not migrated); a WarehouseError's (a server it
+    cannot reach)."""
     return one_line(str(error.__cause__ or error))
 
 
@@ -53,6 +54,7 @@ def transform_hook(config, every_s: float):
     import time
 
     from yieldmeter.transform import ScheduledBuilds, TransformError, transform
+    from yieldmeter.warehouse import WarehouseError
 
     last = [time.monotonic()]
     parsed = [False]
@@ -75,7 +77,7 @@ def transform_hook(config, every_s: float):
         last[0] = time.monotonic()
         try:
             result = scheduled_build()
-        except TransformError as error:
+        except (TransformError, WarehouseError) as error:  # a server it cannot reach: WarehouseError
             # the pipeline goes on storing what arrives, and the next build tries again
             state.dbt_failure = why_dbt_could_not_run(error)
             return f"dbt build FAILED: {state.dbt_failure} (`yieldmeter transform` shows all)"
