@@ -76,10 +76,32 @@ class Decision:
     retry_after_s: int | None = None  # for a refusal: when to try again
 
 
+# What a budget's decision depends on besides its spend: a record that differs in one of these
+# (a limit raised, an action changed) is a new decision, whatever its spend.
+DEFINITION = ("org_id", "team", "user_id", "app", "api_key", "period", "time_zone", "action", "limit_usd",
+              "warn_at_pct", "throttle_per_minute")
+
+
+def is_older(record: Control, held: Control) -> bool:
+    """Whether ``record`` is an earlier state of the budget than the ``held`` one: the same
+    definition and an earlier period, or the same period with fewer calls (a period's calls only
+    grow). The controls job writes such records: after a crash it resumes from its last checkpoint
+    and writes the states since again, and between two states of a budget its LEFT JOIN of budgets
+    and spend writes the budget with no spend for an instant (state ok, 0 calls). Applied, either
+    would lift a block until the next record."""
+    if any(getattr(record, name) != getattr(held, name) for name in DEFINITION):
+        return False
+    if record.period_start != held.period_start:
+        return record.period_start < held.period_start
+    return record.calls < held.calls
+
+
 class ControlsCache:
     """A local, current copy of usage.controls (see the module docstring).
 
-    ``on_update`` is called with each control as it arrives (and with the budget id and None
+    A record older than the state held for its budget (is_older) is skipped, and a tombstone
+    withdraws a control only if no record of the budget follows within withdraw_after_s.
+    ``on_update`` is called with each control as it is applied (and with the budget id and None
     when one is withdrawn), in the consumer's thread: gateways log state changes with it.
     """
 
@@ -176,7 +198,10 @@ class ControlsCache:
                 delay = self.options.withdraw_after_s if self._loaded.is_set() else 0
                 self._withdrawals.setdefault(budget_id, time.monotonic() + delay)
                 return
-            self._withdrawals.pop(budget_id, None)
+            self._withdrawals.pop(budget_id, None)  # a record of the budget, even an older one: it exists
+            held = self._controls.get(control.org_id, {}).get(budget_id)
+            if held is not None and is_older(control, held):
+                return
             self._forget(budget_id)
             self._controls.setdefault(control.org_id, {})[budget_id] = control
         if self.on_update is not None:

@@ -105,3 +105,46 @@ def test_a_tombstone_followed_by_the_next_state_never_lifts_a_block(settings, ne
         assert updates == ["block"] * 4  # no withdrawal in between
     finally:
         cache.close()
+
+
+def test_an_earlier_state_of_a_budget_never_lifts_a_block(settings, new_topics):
+    """Records the controls job writes that are older than the state held: between two states its
+    LEFT JOIN writes the budget as if it had no spend (state ok, 0 calls; seen in a run of
+    test_litellm, where it admitted a call after the block), and after a crash it writes the
+    states since its last checkpoint again (fewer calls). The block holds through both; a new
+    definition (a raised limit) or a new period is a new decision, whatever its calls."""
+    (topic,) = new_topics(config=topic_layout()["controls"]["config"])
+    config = settings.model_copy(update={"topic_controls": topic})
+    budget_id = "spend/acme/team=support/month"
+    block = control(budget_id, "block", team="support").model_copy(update={"calls": 10})
+    send(config, [(budget_id, block)])
+    updates = []
+    cache = ControlsCache(config, ControlsSettings(), on_update=lambda key, c: updates.append(c and (c.state, c.calls)))
+    try:
+        assert cache.wait_ready(30) and cache.available
+        no_spend = block.model_copy(update={"state": "ok", "calls": 0, "spent_usd": Decimal(0)})
+        replayed = block.model_copy(update={"state": "warn", "calls": 7, "spent_usd": Decimal(9)})
+        last_period = block.model_copy(update={"period_start": block.period_start - timedelta(days=30)})
+        send(config, [(budget_id, None), (budget_id, no_spend), (budget_id, None),
+                      (budget_id, block.model_copy(update={"calls": 12})),
+                      (budget_id, None), (budget_id, replayed), (budget_id, last_period)])
+        deadline = time.monotonic() + 3  # past withdraw_after_s: a tombstone an older record followed withdraws nothing
+        while time.monotonic() < deadline:
+            assert not cache.decide("acme", "support", "u1", "bot").allowed
+            time.sleep(0.01)
+        assert updates == [("block", 10), ("block", 12)]
+
+        raised = block.model_copy(update={"state": "ok", "calls": 12, "limit_usd": Decimal(100)})
+        next_period = raised.model_copy(update={"period_start": NOW, "calls": 1})
+        send(config, [(budget_id, raised)])
+        deadline = time.monotonic() + 10
+        while not cache.decide("acme", "support", "u1", "bot").allowed and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert cache.decide("acme", "support", "u1", "bot").allowed
+        send(config, [(budget_id, next_period)])
+        deadline = time.monotonic() + 10
+        while updates[-1] != ("ok", 1) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert updates == [("block", 10), ("block", 12), ("ok", 12), ("ok", 1)]
+    finally:
+        cache.close()

@@ -25,11 +25,11 @@ def test_the_documented_consumer_follows_the_topic_and_refuses_a_blocked_scope(s
     (topic,) = new_topics(config=topic_layout()["controls"]["config"])
     now = datetime.now(UTC)
 
-    def control(budget_id, state, end, **scope):
+    def control(budget_id, state, end, calls=3, **scope):
         return Control(budget_id=budget_id, org_id="acme", period="day", time_zone="UTC",
                        period_start=now - timedelta(hours=1), period_end=end, state=state, action="block",
-                       limit_usd=Decimal(5), spent_usd=Decimal("5.5"), remaining_usd=Decimal("-0.5"),
-                       warn_at_pct=Decimal(80), calls=3, unpriced_calls=0, reason=f"{budget_id} {state}",
+                       limit_usd=Decimal(5), spent_usd=Decimal("5.5" if calls else 0), remaining_usd=Decimal("-0.5"),
+                       warn_at_pct=Decimal(80), calls=calls, unpriced_calls=0, reason=f"{budget_id} {state}",
                        updated_at=now, **scope).model_dump_json().encode()
 
     producer = Producer({"bootstrap.servers": settings.bootstrap_servers})
@@ -54,6 +54,19 @@ def test_the_documented_consumer_follows_the_topic_and_refuses_a_blocked_scope(s
         assert decide(call | {"team": "support"}) == (False, "spend/acme/team=support/day block")
         assert decide(call | {"team": "sales"}) == (True, "spend/acme/day warn")
         assert decide(call | {"org_id": "globex", "team": "support"}) == (True, "no budget applies")
+        # the job's next state as it writes it: a tombstone, the budget with no spend (its LEFT
+        # JOIN, for an instant), a tombstone, the new state; then a replay of an earlier one
+        support, end = "spend/acme/team=support/day", now + timedelta(hours=5)
+        for value in [None, control(support, "ok", end, calls=0, team="support"), None,
+                      control(support, "block", end, calls=4, team="support"), None,
+                      control(support, "block", end, calls=2, team="support")]:
+            producer.produce(topic, value, key=support)
+        producer.flush(10)
+        until = time.monotonic() + 3
+        while time.monotonic() < until:
+            assert decide(call | {"team": "support"}) == (False, "spend/acme/team=support/day block")
+            time.sleep(0.01)
+        assert namespace["controls"][support]["calls"] == 4
         producer.produce(topic, None, key="spend/acme/team=support/day")  # the budget was deleted
         producer.flush(10)
         while "spend/acme/team=support/day" in namespace["controls"] and time.monotonic() < deadline:

@@ -215,6 +215,7 @@ def pipeline(kafka, tmp_path_factory):
 class CallLog:
     admitted: list[tuple[float, float, str]] = field(default_factory=list)  # (admitted, completed, event id)
     refused: list[float] = field(default_factory=list)
+    decisions: dict[str, object] = field(default_factory=dict)  # event id -> the Decision that admitted it
 
 
 async def worker(ym: YieldmeterLogger, team: str, log: CallLog, stop: threading.Event, delay_s: float) -> None:
@@ -223,7 +224,7 @@ async def worker(ym: YieldmeterLogger, team: str, log: CallLog, stop: threading.
         # its time) between a check that read the state before it and the next line
         admitted = time.monotonic()
         try:
-            ym.check(team=team)
+            decision = ym.check(team=team)
         except BudgetRefused:
             log.refused.append(time.monotonic())
             await asyncio.sleep(0.1)
@@ -231,6 +232,7 @@ async def worker(ym: YieldmeterLogger, team: str, log: CallLog, stop: threading.
         response = await litellm.acompletion(model="gpt-4o", messages=MESSAGES, mock_response=RESPONSE,
                                              mock_delay=delay_s, metadata={"team": team})
         log.admitted.append((admitted, time.monotonic(), response._hidden_params["litellm_call_id"]))
+        log.decisions[response._hidden_params["litellm_call_id"]] = decision
 
 
 def priced_costs(config, event_ids: set[str], timeout_s: float = 60) -> dict[str, Decimal]:
@@ -257,8 +259,15 @@ def test_a_team_over_budget_is_blocked_within_seconds_and_50_concurrent_calls_ov
     ym = YieldmeterLogger(config, litellm_settings=LiteLLMSettings(org_id="acme", app="agents"))
     litellm.callbacks = [ym]
     blocked_at: list[float] = []
-    ym.controls.on_update = lambda key, control: (
-        blocked_at.append(time.monotonic()) if key == budget.budget_id and control and control.state == "block" else None)
+    updates: list[tuple[float, str]] = []  # (when, the a-team control's state and spend) as the gateway saw them
+
+    def on_update(key: str, control) -> None:
+        if key == budget.budget_id:
+            updates.append((time.monotonic(), f"{control.state} {control.spent_usd}" if control else "withdrawn"))
+            if control and control.state == "block":
+                blocked_at.append(updates[-1][0])
+
+    ym.controls.on_update = on_update
     a, b, stop_a, stop_b = CallLog(), CallLog(), threading.Event(), threading.Event()
 
     async def run() -> None:
@@ -301,7 +310,10 @@ def test_a_team_over_budget_is_blocked_within_seconds_and_50_concurrent_calls_ov
             break
     assert crossed is not None and crossed < block
     over = [call for call in a.admitted if call[1] > crossed]
-    assert all(admitted < block for admitted, _, _ in a.admitted), "a call was admitted after the block landed"
+    late = [(round(admitted - block, 3), a.decisions[event_id]) for admitted, _, event_id in a.admitted if admitted >= block]
+    assert not late, (f"calls admitted after the block landed (s after it, the decision): {late}; "
+                      f"the a-team control's updates (s after the block): {[(round(t - block, 3), u) for t, u in updates]}\n"
+                      + pipeline.job.log_tail())
     assert len(a.refused) > 0 and b.refused == [] and len(b.admitted) > 0
     assert block - crossed < 30, "the block took more than 30 s to reach the gateway"
     overshoot = final.spent_usd - limit
