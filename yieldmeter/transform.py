@@ -105,7 +105,7 @@ class DbtRun:
     seconds: float
     target_path: Path
     results: list[Any] = field(default_factory=list)  # dbt NodeResults (build, run, test, seed, ...)
-    full_rebuild: str = ""  # why a scheduled build rebuilt every model instead (ScheduledBuilds)
+    full_rebuild: str = ""  # why a build rebuilt every model instead (ScheduledBuilds, transform)
 
     def counts(self) -> Counter:
         """Node results by status (success, pass, warn, error, fail, skipped)."""
