@@ -109,8 +109,8 @@ def test_a_tombstone_followed_by_the_next_state_never_lifts_a_block(settings, ne
 
 def test_an_earlier_state_of_a_budget_never_lifts_a_block(settings, new_topics):
     """Records the controls job writes that are older than the state held: between two states its
-    LEFT JOIN writes the budget as if it had no spend (state ok, 0 calls; seen in a run of
-    test_litellm, where it admitted a call after the block), and after a crash it writes the
+    LEFT JOIN writes the budget as if it had no spend (state ok, 0 calls; seen in runs of
+    test_litellm: the likely way a call got in after the block there), and after a crash it writes the
     states since its last checkpoint again (fewer calls). The block holds through both; a new
     definition (a raised limit) or a new period is a new decision, whatever its calls."""
     (topic,) = new_topics(config=topic_layout()["controls"]["config"])
