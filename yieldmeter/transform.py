@@ -218,7 +218,11 @@ def project_changed(url: str) -> str:
     version of the dbt project (yieldmeter upgraded, a model edited; a ledger without the column:
     an earlier yieldmeter), so its rows were computed by other code, which an incremental build
     would keep beside rows of this one. A warehouse with no finished build yet needs nothing (its
-    first build rebuilds every key)."""
+    first build rebuilds every key); one not there at all neither (run_dbt's check_warehouse says
+    so: connect() would create its folder)."""
+    path = embedded_path(url)
+    if path is not None and not path.exists():
+        return ""
     client = connect(url)
     try:
         if not client.query("EXISTS TABLE int_incremental_builds").result_rows[0][0]:
@@ -286,10 +290,8 @@ def transform(settings: Settings, args: Sequence[str] = (), keep_manifest: bool 
     a warehouse that another version of the project built (project_changed) with --full-refresh,
     so that no row of the earlier code stays."""
     args = dbt_arguments(args)
-    why = ""
-    if args[0] in ("build", "run") and "--full-refresh" not in args:
-        check_warehouse(settings.warehouse_url)
-        why = project_changed(settings.warehouse_url)
+    builds = args[0] in ("build", "run") and "--full-refresh" not in args
+    why = project_changed(settings.warehouse_url) if builds else ""
     run = run_dbt(settings, [*args, "--full-refresh"] if why else args, keep_manifest)
     run.full_rebuild = why
     return run
@@ -310,21 +312,18 @@ class ScheduledBuilds:
         self.settings, self.args, self.views_built = settings, list(args), False
 
     def __call__(self) -> DbtRun:
-        check_warehouse(self.settings.warehouse_url)
-        why = project_changed(self.settings.warehouse_url)
-        if why:
-            run = run_dbt(self.settings, [*SCHEDULED_BUILD, "--full-refresh", *self.args], keep_manifest=True)
-            run.full_rebuild = why
-            self.views_built = run.success
-            return run
-        build = SCHEDULED_BUILD_WITHOUT_VIEWS if self.views_built else SCHEDULED_BUILD
-        run = run_dbt(self.settings, [*build, *self.args], keep_manifest=True)
-        changed = [f.split(COLUMNS_CHANGED, 1)[1].split(" ", 1)[0] for f in run.failures() if COLUMNS_CHANGED in f]
-        if changed:
-            failed = run
-            run = run_dbt(self.settings, [*SCHEDULED_BUILD, "--full-refresh", *self.args], keep_manifest=True)
-            run.seconds += failed.seconds
-            run.full_rebuild = f"the columns of {', '.join(sorted(changed))} changed"
+        why, failed_s = project_changed(self.settings.warehouse_url), 0.0
+        if not why:
+            build = SCHEDULED_BUILD_WITHOUT_VIEWS if self.views_built else SCHEDULED_BUILD
+            run = run_dbt(self.settings, [*build, *self.args], keep_manifest=True)
+            changed = [f.split(COLUMNS_CHANGED, 1)[1].split(" ", 1)[0] for f in run.failures() if COLUMNS_CHANGED in f]
+            if not changed:
+                self.views_built = run.success
+                return run
+            why, failed_s = f"the columns of {', '.join(sorted(changed))} changed", run.seconds
+        run = run_dbt(self.settings, [*SCHEDULED_BUILD, "--full-refresh", *self.args], keep_manifest=True)
+        run.seconds += failed_s
+        run.full_rebuild = why
         self.views_built = run.success
         return run
 
